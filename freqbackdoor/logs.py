@@ -1,0 +1,32 @@
+"""Logging set-up shared by the workflow scripts: messages and progress bars go to the rule's log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import TextIO, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+_stream: TextIO = sys.stderr
+
+
+def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Send this process's log records (and progress bars) to ``log_file``, or to stderr."""
+    global _stream
+    _stream = open(log_file, "a", buffering=1) if log_file else sys.stderr  # noqa: SIM115
+    logging.basicConfig(
+        level=level,
+        stream=_stream,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.captureWarnings(True)
+    return logging.getLogger("freqbackdoor")
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
+    """A tqdm progress bar written to the current log stream (readable in a log file too)."""
+    return tqdm(iterable, desc=desc, total=total, file=_stream, mininterval=2.0, ascii=True)

@@ -1,0 +1,46 @@
+# Dataset download (inside a job, never at DAG-build time) and preparation to uint8 arrays.
+
+
+rule raw_dataset:
+    output:
+        directory(f"{RAW}/{{dataset}}"),
+    params:
+        spec=lambda wc: dataset_spec(wc.dataset),
+    log:
+        "logs/raw_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/raw_dataset/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/raw_dataset.py"
+
+
+rule prepared_dataset:
+    input:
+        f"{RAW}/{{dataset}}",
+    output:
+        x_train="results/data/{dataset}/x_train.npy",
+        y_train="results/data/{dataset}/y_train.npy",
+        x_test="results/data/{dataset}/x_test.npy",
+        y_test="results/data/{dataset}/y_test.npy",
+        meta="results/data/{dataset}/meta.json",
+    params:
+        spec=lambda wc: dataset_spec(wc.dataset),
+        seed=config["seed"],
+    log:
+        "logs/prepared_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepared_dataset/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/prepared_dataset.py"
