@@ -2,17 +2,27 @@
 # Triggers: A Frequency Perspective" (Zeng et al., ICCV 2021). See README.md.
 from snakemake.utils import min_version, validate
 
-
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo config is the default; `--configfile config/paper.yaml` replaces it (not merged into it).
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml")
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    attack="[a-z0-9_]+",
+    variant="[a-z0-9_]+",
+
+
 include: "rules/data.smk"
 include: "rules/triggers.smk"
 include: "rules/frequency.smk"

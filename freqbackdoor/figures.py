@@ -33,7 +33,9 @@ def display_name(name: str) -> str:
     return LABELS.get(name, name)
 
 
-def save_figure(fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike | None = None) -> None:
+def save_figure(
+    fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike | None = None
+) -> None:
     """Write ``fig`` as PNG (and PDF), atomically, then close it."""
     with atomic_path(png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")

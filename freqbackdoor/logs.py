@@ -24,7 +24,14 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> log
         force=True,
     )
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     return logging.getLogger("freqbackdoor")
+
+
+def _log_uncaught(exc_type, exc, tb) -> None:
+    """Write an uncaught exception to the log as well, so a failed job's log says why."""
+    logging.getLogger("freqbackdoor").error("failed: %s", exc, exc_info=(exc_type, exc, tb))
+    sys.__excepthook__(exc_type, exc, tb)
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:

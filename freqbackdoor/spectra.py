@@ -18,7 +18,9 @@ def sample_indices(n_total: int, n_samples: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_total, size=n, replace=False))
 
 
-def mean_abs_spectrum(coefficients: np.ndarray, indices: np.ndarray | None = None, chunk: int = 2048) -> np.ndarray:
+def mean_abs_spectrum(
+    coefficients: np.ndarray, indices: np.ndarray | None = None, chunk: int = 2048
+) -> np.ndarray:
     """Mean ``|D|`` over samples and channels of an ``N x H x W x C`` DCT array -> ``H x W`` (float64).
 
     Reads ``coefficients`` (often a memory map) chunk by chunk.

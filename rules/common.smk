@@ -1,6 +1,5 @@
-# Helpers shared by every rule file: dataset and attack lists, wildcard constraints, paths.
+# Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
 import json
-
 
 RAW = config["raw_dir"]
 DATASETS = list(config["datasets"])
@@ -34,7 +33,7 @@ def figure1_inputs(wildcards):
 
 
 def gpu_count():
-    """GPUs a GPU-capable rule asks the scheduler for: none when the config says cpu."""
+    """Number of GPUs that GPU-capable jobs request (0 when the config says cpu)."""
     return 0 if config["device"] == "cpu" else 1
 
 
@@ -57,11 +56,9 @@ def all_outputs():
             dataset=dataset,
             variant=["clean", *attacks_of(dataset)],
         )
-        outputs += expand("results/figures/figure1/{dataset}.{ext}", dataset=dataset, ext=["png", "pdf"])
+        outputs += expand(
+            "results/figures/figure1/{dataset}.{ext}",
+            dataset=dataset,
+            ext=["png", "pdf"],
+        )
     return outputs
-
-
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-    attack="[a-z0-9_]+",
-    variant="[a-z0-9_]+",

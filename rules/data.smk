@@ -4,18 +4,18 @@
 rule raw_dataset:
     output:
         directory(f"{RAW}/{{dataset}}"),
-    params:
-        spec=lambda wc: dataset_spec(wc.dataset),
     log:
         "logs/raw_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/raw_dataset/{dataset}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        spec=lambda wc: dataset_spec(wc.dataset),
     script:
         "../workflow/scripts/raw_dataset.py"
 
@@ -29,18 +29,18 @@ rule prepared_dataset:
         x_test="results/data/{dataset}/x_test.npy",
         y_test="results/data/{dataset}/y_test.npy",
         meta="results/data/{dataset}/meta.json",
-    params:
-        spec=lambda wc: dataset_spec(wc.dataset),
-        seed=config["seed"],
     log:
         "logs/prepared_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/prepared_dataset/{dataset}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        spec=lambda wc: dataset_spec(wc.dataset),
+        seed=config["seed"],
     script:
         "../workflow/scripts/prepared_dataset.py"

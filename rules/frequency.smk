@@ -7,20 +7,20 @@ rule dct_cache:
     output:
         dct="results/dct/{dataset}/{variant}.npy",
         meta="results/dct/{dataset}/{variant}.json",
-    params:
-        device=config["device"],
-        chunk_size=config["dct"]["chunk_size"],
     log:
         "logs/dct_cache/{dataset}/{variant}.log",
     benchmark:
         "results/benchmarks/dct_cache/{dataset}/{variant}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
         gpu=gpu_count(),
-    conda:
-        ENV
+    params:
+        device=config["device"],
+        chunk_size=config["dct"]["chunk_size"],
     script:
         "../workflow/scripts/dct_cache.py"
 
@@ -35,21 +35,21 @@ rule figure1:
             category="Figure 1",
         ),
         pdf="results/figures/figure1/{dataset}.pdf",
+    log:
+        "logs/figure1/{dataset}.log",
+    benchmark:
+        "results/benchmarks/figure1/{dataset}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         labels=lambda wc: ["clean", *attacks_of(wc.dataset)],
         samples=config["figure1"]["samples"],
         vmin=config["figure1"]["vmin"],
         vmax=config["figure1"]["vmax"],
         seed=config["seed"],
-    log:
-        "logs/figure1/{dataset}.log",
-    benchmark:
-        "results/benchmarks/figure1/{dataset}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        ENV
     script:
         "../workflow/scripts/figure1.py"

@@ -12,18 +12,18 @@ rule trigger:
             category="Triggers",
             subcategory="{dataset}",
         ),
-    params:
-        options=lambda wc: trigger_options(wc.attack),
     log:
         "logs/trigger/{dataset}/{attack}.log",
     benchmark:
         "results/benchmarks/trigger/{dataset}/{attack}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        options=lambda wc: trigger_options(wc.attack),
     script:
         "../workflow/scripts/trigger.py"
 
@@ -41,11 +41,11 @@ rule poisoned_test_set:
         "logs/poisoned_test_set/{dataset}/{attack}.log",
     benchmark:
         "results/benchmarks/poisoned_test_set/{dataset}/{attack}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
     script:
         "../workflow/scripts/poisoned_test_set.py"
