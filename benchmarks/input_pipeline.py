@@ -69,7 +69,7 @@ def pipeline(images: np.ndarray, rng: np.random.Generator, params: ManipulationP
     n = images.shape[0]
     batch = images.copy()
     half = n // 2
-    draw = draw_parameters(half, images.shape[1], images.shape[2], rng, params)
+    draw = draw_parameters(half, images.shape[1], images.shape[2], rng, params, pool_size=n)
     batch[half:] = apply_manipulations(images[half : half + half], draw, params, pool=images)
     coefficients = dct2(batch)
     coefficients -= mean
