@@ -134,26 +134,65 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- registry
 
-TriggerBuilder = Callable[..., Trigger]
+
+@dataclasses.dataclass
+class TriggerContext:
+    """What an optimised or learned trigger is built from (the workflow fills in what it needs).
+
+    ``model`` is the dataset's reference classifier (eval mode, on ``device``; float NCHW input
+    in [0, 1], logits out); ``images``/``labels`` a uint8 ``N x H x W x 3`` sample of the
+    training set; ``seed`` seeds every random draw of the builder.
+    """
+
+    model: Any = None
+    images: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+
+TriggerBuilder = Callable[[int, int, dict, TriggerContext], Trigger]
+NEEDS = ("model", "images")
 _REGISTRY: dict[str, TriggerBuilder] = {}
 _DOCS: dict[str, str] = {}
+_NEEDS: dict[str, tuple[str, ...]] = {}
 
 
-def register_trigger(name: str, source: str) -> Callable[[TriggerBuilder], TriggerBuilder]:
-    """Register ``builder(height, width, options) -> Trigger`` under ``name`` (its config key).
+def register_trigger(
+    name: str, source: str, needs: tuple[str, ...] = ()
+) -> Callable[[TriggerBuilder], TriggerBuilder]:
+    """Register ``builder(height, width, options, context) -> Trigger`` under ``name``.
 
-    ``source`` cites the paper the trigger comes from; it is shown in the README and the
-    trigger's sidecar.
+    ``name`` is the trigger's config key; ``source`` cites the paper it comes from (shown in the
+    README and the trigger's sidecar); ``needs`` lists what the builder reads from its
+    :class:`TriggerContext` (``model``, ``images``), so the workflow knows which inputs to give.
     """
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"trigger {name!r}: unknown needs {sorted(unknown)}; known: {NEEDS}")
 
     def decorator(builder: TriggerBuilder) -> TriggerBuilder:
         if name in _REGISTRY:
             raise ValueError(f"trigger {name!r} is registered twice")
         _REGISTRY[name] = builder
         _DOCS[name] = source
+        _NEEDS[name] = tuple(needs)
         return builder
 
     return decorator
+
+
+def trigger_needs(name: str) -> tuple[str, ...]:
+    """What trigger ``name`` is built from: a subset of ``("model", "images")``."""
+    _check_registered(name)
+    return _NEEDS[name]
+
+
+def _check_registered(name: str) -> None:
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown trigger {name!r}; registered triggers: {', '.join(available_triggers())}"
+        )
 
 
 def available_triggers() -> tuple[str, ...]:
@@ -163,16 +202,24 @@ def available_triggers() -> tuple[str, ...]:
 
 def trigger_source(name: str) -> str:
     """The citation registered with trigger ``name``."""
+    _check_registered(name)
     return _DOCS[name]
 
 
-def build_trigger(name: str, height: int, width: int, options: dict | None = None) -> Trigger:
+def build_trigger(
+    name: str,
+    height: int,
+    width: int,
+    options: dict | None = None,
+    context: TriggerContext | None = None,
+) -> Trigger:
     """Build trigger ``name`` for ``height x width`` images from its config ``options``."""
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"unknown trigger {name!r}; registered triggers: {', '.join(available_triggers())}"
-        )
-    trigger = _REGISTRY[name](height, width, dict(options or {}))
+    _check_registered(name)
+    context = context or TriggerContext()
+    missing = [need for need in _NEEDS[name] if getattr(context, need) is None]
+    if missing:
+        raise ConfigError(f"trigger {name!r} is built from {', '.join(missing)}; none was given")
+    trigger = _REGISTRY[name](height, width, dict(options or {}), context)
     trigger.meta.setdefault("source", _DOCS[name])
     return trigger
 
@@ -195,7 +242,7 @@ def _scaled(pixels_at_32: float, size: int) -> int:
 
 
 @register_trigger("badnets", "Gu et al., BadNets, arXiv:1708.06733 (2017)")
-def badnets(height: int, width: int, options: dict) -> Trigger:
+def badnets(height: int, width: int, options: dict, context: TriggerContext) -> Trigger:
     """A white square near the bottom-right corner.
 
     The authors' code sets rows/cols ``27..30`` of a 32x32 image to 1.0: a 4-px square one
@@ -226,16 +273,16 @@ def badnets(height: int, width: int, options: dict) -> Trigger:
 @register_trigger(
     "blend", "Chen et al., Targeted backdoor attacks ... data poisoning, arXiv:1712.05526"
 )
-def blend(height: int, width: int, options: dict) -> Trigger:
+def blend(height: int, width: int, options: dict, context: TriggerContext) -> Trigger:
     """A whole image blended into the input with a small weight.
 
     The authors' code adds a cartoon already scaled by 0.2 and clips (``mode: additive``);
     ``mode: blend`` gives Chen et al.'s convex blend instead. ``image`` is the name of a
-    scikit-image photograph (default ``chelsea``, a cat: redistributable, in the spirit of the
-    paper's Hello Kitty) or a path to any image file.
+    scikit-image image or a path to any image file. The paper's Hello Kitty cartoon may not be
+    redistributed; the default, scikit-image's ``logo``, has the same hard edges and flat colours.
     """
     opts = _take(
-        options, "blend", {"image": "chelsea", "weight": 0.2, "mode": "additive", "target_label": 0}
+        options, "blend", {"image": "logo", "weight": 0.2, "mode": "additive", "target_label": 0}
     )
     if opts["mode"] not in ("additive", "blend"):
         raise ConfigError(
