@@ -7,25 +7,50 @@ pair, flattened into one dense layer to the classes. Triggers that are optimised
 Models take float ``N x 3 x H x W`` tensors in [0, 1] (see :func:`images_to_tensor`) and return
 logits. ``model.features`` maps an input to its flattened penultimate activations and
 ``model.classifier`` maps those to logits, so trigger optimisers can read internal neurons.
+
+:func:`build_model` is the registry that checkpoints are rebuilt through (a sidecar names the
+architecture), and :func:`layer_table` derives Table 8 from the definition itself, so the
+published table and the trained model cannot drift apart.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+
+from .errors import ConfigError
 
 CHANNELS = (32, 32, 64, 64, 128, 128)
 
 
 class ReferenceCNN(nn.Module):
-    """Table 8's classifier; any square input whose side is divisible by 8."""
+    """Table 8's classifier; any square input whose side (after ``downsample``) divides by 8.
 
-    def __init__(self, num_classes: int, input_size: int = 32) -> None:
+    ``downsample > 1`` puts a ``downsample x downsample`` average pooling in front of the first
+    convolution, so a large input (224 px) is area-averaged to a small one (32 px) before the
+    Table-8 layers run. Table 8 has no such layer; the option exists because the six full-width
+    convolutions cost about 1.5 GFLOP per 224 px image, which a CPU trains at under ten images
+    per second. The demo sets it for its 224 px dataset; the paper config does not.
+    """
+
+    architecture = "reference_cnn"
+
+    def __init__(self, num_classes: int, input_size: int = 32, downsample: int = 1) -> None:
         super().__init__()
-        if input_size % 8:
-            raise ValueError(f"input size must be divisible by 8, got {input_size}")
-        layers: list[nn.Module] = []
+        if downsample < 1 or input_size % downsample:
+            raise ValueError(
+                f"downsample must be a positive divisor of the input size {input_size}, "
+                f"got {downsample}"
+            )
+        side = input_size // downsample
+        if side % 8:
+            raise ValueError(
+                f"input size (after downsampling by {downsample}) must be divisible by 8, "
+                f"got {side}"
+            )
+        layers: list[nn.Module] = [nn.AvgPool2d(downsample)] if downsample > 1 else []
         in_channels = 3
         for i, out_channels in enumerate(CHANNELS):
             layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True)]
@@ -34,9 +59,15 @@ class ReferenceCNN(nn.Module):
             in_channels = out_channels
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(CHANNELS[-1] * (input_size // 8) ** 2, num_classes)
+        self.classifier = nn.Linear(CHANNELS[-1] * (side // 8) ** 2, num_classes)
         self.num_classes = num_classes
         self.input_size = input_size
+        self.downsample = downsample
+
+    @property
+    def options(self) -> dict[str, int]:
+        """Constructor options beyond classes and size, recorded in checkpoint sidecars."""
+        return {"downsample": self.downsample}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -51,3 +82,119 @@ def images_to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> 
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+MODELS: dict[str, type[nn.Module]] = {ReferenceCNN.architecture: ReferenceCNN}
+
+
+def build_model(
+    name: str, num_classes: int, input_size: int = 32, seed: int | None = None, **options
+) -> nn.Module:
+    """A fresh model of architecture ``name`` (see ``MODELS``); ``options`` go to its constructor.
+
+    With ``seed`` the initial weights come from a private, seeded random stream (the global one
+    is left untouched), so training runs that share a seed start from identical weights.
+    """
+    if name not in MODELS:
+        raise ConfigError(
+            f"unknown model architecture {name!r}; known: {', '.join(sorted(MODELS))}"
+        )
+    if num_classes < 1:
+        raise ConfigError(f"{name}: num_classes must be at least 1, got {num_classes}")
+    try:
+        if seed is None:
+            return MODELS[name](num_classes, input_size, **options)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return MODELS[name](num_classes, input_size, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+
+
+def _layer_label(module: nn.Module) -> str | None:
+    """Table 8's name of a layer, or None for layers the paper leaves out (activations)."""
+
+    def pair(value) -> str:
+        a, b = (value, value) if isinstance(value, int) else value
+        return f"{a}x{b}"
+
+    if isinstance(module, nn.Conv2d):
+        return f"Conv2d {pair(module.kernel_size)}"
+    if isinstance(module, nn.MaxPool2d):
+        return f"Max-Pooling {pair(module.kernel_size)}"
+    if isinstance(module, nn.Flatten):
+        return "Flatten"
+    if isinstance(module, nn.Linear):
+        return "Dense"
+    if isinstance(module, nn.ReLU):
+        return None
+    return type(module).__name__
+
+
+def _shape_label(shape: torch.Size) -> str:
+    """An activation's shape without the batch axis, as ``H x W x C`` (the paper's order)."""
+    dims = list(shape[1:])
+    if len(dims) == 3:
+        channels, height, width = dims
+        dims = [height, width, channels]
+    return " x ".join(str(d) for d in dims)
+
+
+def layer_table(model: nn.Module, input_size: int | None = None) -> pd.DataFrame:
+    """Table 8 for ``model``: one row per layer with its output shape and parameter count.
+
+    Shapes are measured by a forward pass of one blank ``input_size`` x ``input_size`` image
+    with hooks on the leaf modules (in execution order), not restated by hand. Activations are
+    omitted as in the paper. Columns: ``layer`` ("Conv2d 3x3", "Max-Pooling 2x2", "Flatten",
+    "Dense"), ``output_shape`` ("32 x 32 x 32", H x W x C), ``parameters`` and ``module`` (the
+    module's name in the state dict).
+    """
+    size = input_size if input_size is not None else getattr(model, "input_size", 32)
+    names = {module: name for name, module in model.named_modules()}
+    rows: list[dict] = []
+
+    def hook(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        label = _layer_label(module)
+        if label is not None:
+            rows.append(
+                {
+                    "layer": label,
+                    "output_shape": _shape_label(output.shape),
+                    "parameters": sum(p.numel() for p in module.parameters(recurse=False)),
+                    "module": names[module],
+                }
+            )
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = model.training
+    try:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return pd.DataFrame(rows, columns=["layer", "output_shape", "parameters", "module"])
+
+
+def table8_markdown(table: pd.DataFrame, num_classes: int, input_size: int) -> str:
+    """Table 8 as Markdown: a title line, the layer table and the total parameter count."""
+    body = table[["layer", "output_shape", "parameters"]].rename(
+        columns={"layer": "Layer", "output_shape": "Output shape", "parameters": "Parameters"}
+    )
+    total = int(table["parameters"].sum())
+    lines = [
+        f"Table 8: the reference classifier (target model) for a {input_size} x {input_size} x 3 "
+        f"input and {num_classes} classes; output shapes are height x width x channels, "
+        "ReLU activations after each convolution are not listed.",
+        "",
+        body.to_markdown(index=False),
+        "",
+        f"Total parameters: {total:,}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,9 +1,10 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
-import json
+from freqbackdoor.triggers import trigger_needs
 
 RAW = config["raw_dir"]
 DATASETS = list(config["datasets"])
 ENV = "../environment.yml"
+DATASET_KEYS_FOR_RULES = ("attacks", "reference_model", "reference_classifier")
 
 
 def attacks_of(dataset):
@@ -13,11 +14,40 @@ def attacks_of(dataset):
 
 def dataset_spec(dataset):
     """The dataset's config as the library's ``datasets`` module expects it."""
-    return {k: v for k, v in config["datasets"][dataset].items() if k != "attacks"}
+    spec = config["datasets"][dataset]
+    return {k: v for k, v in spec.items() if k not in DATASET_KEYS_FOR_RULES}
+
+
+def reference_dataset(dataset):
+    """The dataset whose reference classifier (and training images) optimised triggers use.
+
+    A test-only dataset (TSRD) borrows another's (GTSRB) through ``reference_model``.
+    """
+    return config["datasets"][dataset].get("reference_model", dataset)
+
+
+def classifier_settings(dataset):
+    """Training settings of the dataset's reference classifier: the global ones, then overrides."""
+    overrides = config["datasets"][dataset].get("reference_classifier", {})
+    return {**config["reference_classifier"], **overrides, "seed": config["seed"]}
 
 
 def trigger_options(attack):
     return config["triggers"].get(attack, {})
+
+
+def trigger_inputs(wildcards):
+    """A clean test set (for the preview), plus the model and images the trigger is built from."""
+    inputs = {"x_test": f"results/data/{wildcards.dataset}/x_test.npy"}
+    source = reference_dataset(wildcards.dataset)
+    needs = trigger_needs(wildcards.attack)
+    if "model" in needs:
+        inputs["model"] = f"results/models/{source}/reference_cnn.pt"
+        inputs["model_meta"] = f"results/models/{source}/reference_cnn.json"
+    if "images" in needs:
+        inputs["x_train"] = f"results/data/{source}/x_train.npy"
+        inputs["y_train"] = f"results/data/{source}/y_train.npy"
+    return inputs
 
 
 def test_images(wildcards):
@@ -27,9 +57,29 @@ def test_images(wildcards):
     return f"results/poisoned/{wildcards.dataset}/{wildcards.variant}/x_test.npy"
 
 
+def dct_paths(dataset, variants):
+    return [f"results/dct/{dataset}/{v}.npy" for v in variants]
+
+
 def figure1_inputs(wildcards):
-    variants = ["clean", *attacks_of(wildcards.dataset)]
-    return [f"results/dct/{wildcards.dataset}/{v}.npy" for v in variants]
+    return dct_paths(wildcards.dataset, ["clean", *attacks_of(wildcards.dataset)])
+
+
+def pairs_inputs(wildcards):
+    dataset, attacks = wildcards.dataset, attacks_of(wildcards.dataset)
+    return {
+        "clean_images": f"results/data/{dataset}/x_test.npy",
+        "triggered_images": [
+            f"results/poisoned/{dataset}/{a}/x_test.npy" for a in attacks
+        ],
+        "clean_dct": f"results/dct/{dataset}/clean.npy",
+        "triggered_dct": dct_paths(dataset, attacks),
+    }
+
+
+def highfreq_pairs():
+    """Every (dataset, attack) pair of the configuration, in config order."""
+    return [[d, a] for d in DATASETS for a in attacks_of(d)]
 
 
 def gpu_count():
@@ -37,28 +87,31 @@ def gpu_count():
     return 0 if config["device"] == "cpu" else 1
 
 
-def all_outputs():
-    outputs = []
+def models_needed():
+    """Datasets whose reference classifier some trigger needs (and each dataset's own)."""
+    needed = []
     for dataset in DATASETS:
-        outputs += expand(
-            "results/data/{dataset}/{split}.npy",
-            dataset=dataset,
-            split=["x_train", "y_train", "x_test", "y_test"],
-        )
-        for attack in attacks_of(dataset):
+        if any("model" in trigger_needs(a) for a in attacks_of(dataset)):
+            needed.append(reference_dataset(dataset))
+    trainable = [d for d in DATASETS if dataset_spec(d).get("test_fraction", 0) < 1]
+    return sorted(set(needed) | set(trainable))
+
+
+def all_outputs():
+    outputs = ["results/tables/table8.md", "results/tables/highfreq_ratio.md"]
+    for dataset in models_needed():
+        outputs.append(f"results/models/{dataset}/reference_cnn.json")
+    for dataset in DATASETS:
+        attacks = attacks_of(dataset)
+        outputs += [f"results/data/{dataset}/{s}.npy" for s in ("x_train", "x_test")]
+        for attack in attacks:
             outputs += [
-                f"results/triggers/{dataset}/{attack}.npz",
                 f"results/triggers/{dataset}/{attack}.png",
                 f"results/poisoned/{dataset}/{attack}/x_test.npy",
             ]
-        outputs += expand(
-            "results/dct/{dataset}/{variant}.npy",
-            dataset=dataset,
-            variant=["clean", *attacks_of(dataset)],
-        )
-        outputs += expand(
-            "results/figures/figure1/{dataset}.{ext}",
-            dataset=dataset,
-            ext=["png", "pdf"],
-        )
+        outputs += dct_paths(dataset, ["clean", *attacks])
+        for figure in ("figure1", "figure2", "figure5", "pairs"):
+            outputs += [
+                f"results/figures/{figure}/{dataset}.{ext}" for ext in ("png", "pdf")
+            ]
     return outputs

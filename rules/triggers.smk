@@ -1,9 +1,64 @@
-# Triggers (one file per dataset and attack, with a PNG preview) and the poisoned test sets.
+# Reference classifier (Table 8), triggers (one file per dataset and attack, with a PNG preview)
+# and the poisoned test sets.
+
+
+rule reference_classifier:
+    input:
+        x_train="results/data/{dataset}/x_train.npy",
+        y_train="results/data/{dataset}/y_train.npy",
+        x_test="results/data/{dataset}/x_test.npy",
+        y_test="results/data/{dataset}/y_test.npy",
+        meta="results/data/{dataset}/meta.json",
+    output:
+        model="results/models/{dataset}/reference_cnn.pt",
+        meta="results/models/{dataset}/reference_cnn.json",
+    log:
+        "logs/reference_classifier/{dataset}.log",
+    benchmark:
+        "results/benchmarks/reference_classifier/{dataset}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=gpu_count(),
+    params:
+        settings=lambda wc: classifier_settings(wc.dataset),
+        device=config["device"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/reference_classifier.py"
+
+
+rule table8:
+    output:
+        csv="results/tables/table8.csv",
+        md=report(
+            "results/tables/table8.md",
+            caption="../report/table8.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/table8.log",
+    benchmark:
+        "results/benchmarks/table8.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        num_classes=10,
+        input_size=32,
+    script:
+        "../workflow/scripts/table8.py"
 
 
 rule trigger:
     input:
-        x_test="results/data/{dataset}/x_test.npy",
+        unpack(trigger_inputs),
     output:
         trigger="results/triggers/{dataset}/{attack}.npz",
         preview=report(
@@ -18,12 +73,18 @@ rule trigger:
         "results/benchmarks/trigger/{dataset}/{attack}.tsv"
     conda:
         ENV
-    threads: 1
+    threads: 2
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=60,
+        gpu=gpu_count(),
     params:
         options=lambda wc: trigger_options(wc.attack),
+        trigger_source=config["trigger_source"],
+        official_dir=f"{RAW}/official_triggers",
+        device=config["device"],
+        seed=config["seed"],
+        context_samples=config["trigger_context_samples"],
     script:
         "../workflow/scripts/trigger.py"
 

@@ -7,34 +7,55 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from freqbackdoor.triggers import Trigger
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+OPTIMISED = {"steps": 4, "samples": 8, "batch_size": 4}
 TINY = {
     "seed": 3,
     "device": "cpu",
     "raw_dir": "resources/raw",
+    "trigger_source": "generated",
+    "trigger_context_samples": 16,
+    "reference_classifier": {
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 0.001,
+        "optimizer": "adam",
+        "augment": False,
+        "val_fraction": 0.2,
+    },
     "datasets": {
         "small": {
             "source": "embedded_photos",
             "size": 16,
             "train_per_class": 6,
             "test_per_class": 4,
-            "attacks": ["badnets", "blend"],
+            "attacks": ["badnets", "blend", "nature", "trojan_sq", "l0_inv"],
         },
         "large": {
             "source": "embedded_photos",
             "size": 64,
             "train_per_class": 2,
             "test_per_class": 2,
-            "attacks": ["badnets"],
+            "attacks": ["badnets", "gan_tri"],
         },
     },
-    "triggers": {"badnets": {"size": 4, "margin": 1, "target_label": 0}},
+    "triggers": {
+        "badnets": {"size": 4, "margin": 1, "target_label": 0},
+        "trojan_sq": OPTIMISED,
+        "l0_inv": {**OPTIMISED, "pixels": 2},
+        "gan_tri": {"steps": 3, "batch_size": 2, "crop": 32, "width": 4},
+    },
     "manipulations": {},
     "dct": {"chunk_size": 5},
+    "figures": {"example_index": 1, "pairs_samples": 6},
+    "highfreq": {"cutoff": 1.0, "bootstrap": 200, "samples": 6},
     "figure1": {"samples": 10, "vmin": None, "vmax": None},
 }
 
@@ -82,7 +103,30 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
 
     for name in ("small.png", "small.pdf", "large.png", "large.pdf"):
         assert (results / "figures/figure1" / name).stat().st_size > 1000
-    assert (results / "triggers/small/blend.png").exists()
+    for attack in TINY["datasets"]["small"]["attacks"]:
+        assert (results / f"triggers/small/{attack}.png").stat().st_size > 100
+    assert (results / "triggers/large/gan_tri.npz").exists()
+
+    # the reference classifiers: a sidecar with the clean test accuracy, and Table 8
+    for dataset in ("small", "large"):
+        model_meta = json.loads((results / f"models/{dataset}/reference_cnn.json").read_text())
+        assert 0.0 <= model_meta["metrics"]["test_acc"] <= 1.0
+    table8 = (results / "tables/table8.md").read_text()
+    assert "Conv" in table8 or "conv" in table8
+
+    # optimised triggers record that they reduced their objective
+    trojan = Trigger.load(results / "triggers/small/trojan_sq.npz")
+    assert trojan.meta["loss_final"] < trojan.meta["loss_initial"]
+    l0 = np.load(results / "poisoned/small/l0_inv/x_test.npy")
+    assert ((l0 != x_test).any(axis=3).sum(axis=(1, 2)) <= 2).all()
+
+    # the high-frequency table: one row per (dataset, attack) with an interval around the ratio
+    ratios = pd.read_csv(results / "tables/highfreq_ratio.csv")
+    assert len(ratios) == 7
+    assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
+    for figure in ("figure2", "figure5", "pairs"):
+        for name in ("small.png", "small.pdf", "large.png"):
+            assert (results / "figures" / figure / name).stat().st_size > 1000
     assert (workdir / "logs/dct_cache/small/clean.log").read_text().strip()
     assert (results / "benchmarks/figure1/small.tsv").exists()
 

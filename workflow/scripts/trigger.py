@@ -1,14 +1,59 @@
-"""Rule trigger: build one trigger for one dataset's image size and write it with a preview."""
+"""Rule trigger: build one trigger for one dataset's image size and write it with a preview.
 
+Optimised triggers get the reference classifier and a seeded sample of training images; with
+``trigger_source: official`` the authors' published 32x32 files replace the generated ones.
+"""
+
+import numpy as np
+
+from freqbackdoor.dct import resolve_device
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.triggers import build_trigger, save_preview
+from freqbackdoor.official_triggers import OFFICIAL_FILES, fetch_official, official_trigger
+from freqbackdoor.spectra import sample_indices
+from freqbackdoor.training import load_checkpoint
+from freqbackdoor.triggers import TriggerContext, build_trigger, save_preview
 
 log = setup_logging(snakemake.log[0])
+params = snakemake.params
+attack = snakemake.wildcards.attack
 x_test = load_npy(snakemake.input.x_test)
 height, width = x_test.shape[1:3]
-trigger = build_trigger(snakemake.wildcards.attack, height, width, snakemake.params.options)
+options = dict(params.options)
+use_official = params.trigger_source == "official" and attack in OFFICIAL_FILES
+if use_official and (height, width) != (32, 32):
+    log.warning(
+        "official triggers are 32x32; %s is %dx%d, so %s is generated",
+        snakemake.wildcards.dataset,
+        height,
+        width,
+        attack,
+    )
+    use_official = False
+
+if use_official:
+    files = fetch_official(attack, params.official_dir)
+    trigger = official_trigger(attack, files, target_label=options.get("target_label", 0))
+else:
+    device = str(resolve_device(params.device))
+    context = TriggerContext(device=device, seed=params.seed)
+    if "model" in snakemake.input.keys():
+        context.model, model_meta = load_checkpoint(
+            snakemake.input.model, snakemake.input.model_meta, device=device
+        )
+        log.info(
+            "reference classifier: %s (test acc %s)",
+            snakemake.input.model,
+            model_meta.get("metrics", {}).get("test_acc"),
+        )
+    if "x_train" in snakemake.input.keys():
+        x_train = load_npy(snakemake.input.x_train)
+        rows = sample_indices(x_train.shape[0], params.context_samples, params.seed)
+        context.images = np.asarray(x_train[rows])
+        context.labels = np.asarray(load_npy(snakemake.input.y_train)[rows])
+    trigger = build_trigger(attack, height, width, options, context)
+
 trigger.meta["dataset"] = snakemake.wildcards.dataset
 trigger.save(snakemake.output.trigger)
-save_preview(trigger, x_test[0], snakemake.output.preview)
+save_preview(trigger, np.asarray(x_test[0]), snakemake.output.preview)
 log.info("trigger %s (%s, %dx%d) written", trigger.name, trigger.mode, height, width)

@@ -1,0 +1,246 @@
+"""The authors' published 32x32 trigger files, downloaded at run time and checked by sha256.
+
+Zeng et al. released the triggers of their CIFAR-10/GTSRB experiments with their code
+(repository YiZeng623/frequency-backdoor, MIT licence, folder
+``Sec4_Frequency_Detection/triggers``). This project does not redistribute them: with
+``trigger_source: official`` the workflow fetches each file from :data:`OFFICIAL_BASE_URL`,
+accepts it only if its sha256 matches :data:`OFFICIAL_FILES`, and turns it into a
+:class:`~freqbackdoor.triggers.Trigger` that inserts it the way the authors' evaluation code
+does:
+
+- trojan_sq, trojan_wm, blend, nature, l2_inv: ``clip(x + trigger, 0, 1)`` (``additive``,
+  weight 1, mask 1 everywhere; ``blend.png`` is already scaled by 0.2);
+- l0_inv: ``x * (1 - mask) + trigger`` with ``mask.npy`` (``replace``);
+- badnets: no file; the authors define it in code (rows/cols 27..30 set to 1), which is exactly
+  this project's ``badnets`` builder at 32 px.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import ChecksumError, ConfigError, DataError, DownloadError
+from .io import atomic_path, sha256_file
+from .triggers import Trigger, build_trigger
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_BASE_URL = (
+    "https://raw.githubusercontent.com/YiZeng623/frequency-backdoor/main/"
+    "Sec4_Frequency_Detection/triggers/"
+)
+OFFICIAL_SIZE = 32
+
+# trigger name -> (file names, their sha256 values), in the same order.
+OFFICIAL_FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "badnets": ((), ()),
+    "trojan_sq": (
+        ("trojan_sq.png",),
+        ("b47420e27b0a78a828787526930d77651a8ce7124f59b89ac495de787eb25b66",),
+    ),
+    "trojan_wm": (
+        ("trojan_wm.png",),
+        ("1ed725dab526c7218333640cc6dc18cb85aa1c1c2d6497082b3234a24c77e3fa",),
+    ),
+    "blend": (
+        ("blend.png",),
+        ("18058552c8c1d55f82cae9cc1c81bfec28dedd55b48b12fa48f4faf6c8f1f97f",),
+    ),
+    "nature": (
+        ("nature.png",),
+        ("96738ded8e574a2211720ffba5b6b6f3a4e6b55c46a137d1b0226398831d36ea",),
+    ),
+    "l2_inv": (
+        ("l2_inv.png",),
+        ("138a28d3883d4e3095a304ac441c2b9011bb19dbb43d0d5d3b535f13f7669e69",),
+    ),
+    "l0_inv": (
+        ("l0_inv.png", "mask.npy"),
+        (
+            "c979bfd3deab944b59f1e3d9172fb56b19bff081d3f596ed61e6fab70e62fc51",
+            "d8eeee5213e4d1648d358688ac20b0485a55981d85f261c537421bd397200bf3",
+        ),
+    ),
+}
+ADDITIVE = ("trojan_sq", "trojan_wm", "blend", "nature", "l2_inv")
+
+
+def _entry(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if name not in OFFICIAL_FILES:
+        raise ConfigError(
+            f"no official trigger {name!r}; the authors published: {', '.join(OFFICIAL_FILES)}"
+        )
+    files, digests = OFFICIAL_FILES[name]
+    if len(files) != len(digests):
+        raise ConfigError(
+            f"OFFICIAL_FILES[{name!r}] lists {len(files)} files, {len(digests)} sha256"
+        )
+    return files, digests
+
+
+def check_official_size(dataset: str, height: int, width: int) -> None:
+    """``ConfigError`` unless the dataset's images are 32x32, the only size the files exist in."""
+    if (height, width) != (OFFICIAL_SIZE, OFFICIAL_SIZE):
+        raise ConfigError(
+            f"official triggers are {OFFICIAL_SIZE}x{OFFICIAL_SIZE}; dataset {dataset} is "
+            f"{height}x{width} (use trigger_source: generated for it)"
+        )
+
+
+def fetch_official(
+    name: str, cache_dir: str | os.PathLike, base_url: str = OFFICIAL_BASE_URL
+) -> list[Path]:
+    """Paths of trigger ``name``'s files in ``cache_dir``, downloading those not cached yet.
+
+    A cached file is reused only if its sha256 matches; otherwise it is downloaded again
+    (``urllib``, so ``file://`` URLs work too) into a temporary file in ``cache_dir``, checked,
+    and renamed into place. A mismatch raises ``ChecksumError`` with the URL, both digests and
+    where a file verified by hand can be put; nothing is left behind in ``cache_dir``.
+    """
+    files, digests = _entry(name)
+    cache = Path(cache_dir)
+    paths = []
+    for file_name, expected in zip(files, digests, strict=True):
+        path = cache / file_name
+        if path.is_file():
+            actual = sha256_file(path)
+            if actual == expected:
+                paths.append(path)
+                continue
+            log.warning(
+                "cached %s has sha256 %s, not %s: fetching it again", path, actual, expected
+            )
+        url = base_url.rstrip("/") + "/" + file_name
+        _download_verified(url, path, expected)
+        paths.append(path)
+    return paths
+
+
+def _download_verified(url: str, path: Path, expected: str) -> None:
+    """Download ``url`` to ``path`` atomically, only if its sha256 is ``expected``."""
+    log.info("downloading %s", url)
+    with atomic_path(path) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as fh:
+                while chunk := response.read(1 << 16):
+                    fh.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DownloadError(
+                f"cannot download {url}: {exc}; to work offline, place a copy whose sha256 is "
+                f"{expected} at {path}"
+            ) from exc
+        actual = sha256_file(tmp)
+        if actual != expected:
+            raise ChecksumError(
+                f"{url}: sha256 mismatch: expected {expected}, got {actual}; download the file "
+                f"yourself, check that its sha256 is {expected} and place it at {path}"
+            )
+
+
+def official_trigger(
+    name: str,
+    files: Sequence[str | os.PathLike],
+    target_label: int = 0,
+    base_url: str = OFFICIAL_BASE_URL,
+    dataset: str = "this dataset",
+    height: int = OFFICIAL_SIZE,
+    width: int = OFFICIAL_SIZE,
+) -> Trigger:
+    """The :class:`Trigger` that inserts official trigger ``name`` from its downloaded ``files``.
+
+    ``files`` are the paths :func:`fetch_official` returned (same order as in
+    :data:`OFFICIAL_FILES`); each is checked against its sha256 again, so a trigger called
+    official is always the published one. ``height``/``width`` are the dataset's image size:
+    anything but 32x32 raises ``ConfigError``. The meta records each file's URL and sha256.
+    """
+    check_official_size(dataset, height, width)
+    names, digests = _entry(name)
+    paths = [Path(f) for f in files]
+    if [p.name for p in paths] != list(names):
+        raise ConfigError(
+            f"official trigger {name!r} is made from {list(names)}, got {[str(p) for p in paths]}"
+        )
+    record = {}
+    for path, expected in zip(paths, digests, strict=True):
+        url = base_url.rstrip("/") + "/" + path.name
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise DataError(f"cannot read official trigger file {path}: {exc}") from exc
+        if actual != expected:
+            raise ChecksumError(
+                f"{path}: sha256 mismatch: expected {expected}, got {actual}; it should be the "
+                f"file published at {url}"
+            )
+        record[path.name] = {"url": url, "sha256": actual}
+    meta = {
+        "source": f"official: Zeng et al.'s published trigger ({base_url})",
+        "official_files": record,
+    }
+    if name == "badnets":
+        trigger = build_trigger(
+            "badnets", OFFICIAL_SIZE, OFFICIAL_SIZE, {"target_label": target_label}
+        )
+        trigger.meta.update(meta)
+        trigger.meta["note"] = "no file: the authors define BadNets in code (rows/cols 27..30 = 1)"
+        return trigger
+    pattern = _read_png(paths[0])
+    if name in ADDITIVE:
+        return Trigger(
+            name=name,
+            pattern=pattern,
+            mask=np.ones_like(pattern),
+            mode="additive",
+            weight=1.0,
+            target_label=int(target_label),
+            meta=meta,
+        )
+    if name == "l0_inv":
+        mask = _read_mask(paths[1])
+        # The authors compute x * (1 - mask) + trigger; "replace" is x * (1 - m) + p * m, the
+        # same wherever the pattern is zero outside the mask (true of the published files).
+        meta["pattern_outside_mask"] = int(np.count_nonzero(pattern * (1.0 - mask)))
+        return Trigger(
+            name=name,
+            pattern=pattern,
+            mask=mask,
+            mode="replace",
+            weight=1.0,
+            target_label=int(target_label),
+            meta=meta,
+        )
+    raise ConfigError(f"official trigger {name!r} has no insertion rule")  # pragma: no cover
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """A 32x32 RGB PNG as float32 ``32 x 32 x 3`` in [0, 1]; anything else raises DataError."""
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read official trigger image {path}: {exc}") from exc
+    if array.shape != (OFFICIAL_SIZE, OFFICIAL_SIZE, 3):
+        raise DataError(f"official trigger image {path} is {array.shape}, not 32 x 32 x 3")
+    return array
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """The authors' ``3 x 32 x 32`` mask (channels first) as float32 ``32 x 32 x 3``."""
+    try:
+        mask = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read official trigger mask {path}: {exc}") from exc
+    if mask.shape != (3, OFFICIAL_SIZE, OFFICIAL_SIZE):
+        raise DataError(f"official trigger mask {path} is {mask.shape}, not 3 x 32 x 32")
+    mask = np.transpose(np.asarray(mask, dtype=np.float32), (1, 2, 0))
+    if mask.min() < 0 or mask.max() > 1:
+        raise DataError(f"official trigger mask {path} has values outside [0, 1]")
+    return np.ascontiguousarray(mask)

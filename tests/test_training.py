@@ -1,0 +1,253 @@
+"""Training loop, evaluation helpers and verified checkpoints of the reference classifier."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from freqbackdoor import training
+from freqbackdoor.errors import ConfigError, DataError
+from freqbackdoor.io import load_npy, save_npy
+from freqbackdoor.models import build_model, count_parameters
+from freqbackdoor.training import (
+    TrainSettings,
+    accuracy,
+    load_checkpoint,
+    predict_logits,
+    save_checkpoint,
+    split_validation,
+    train_classifier,
+)
+
+
+def _halves(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two separable classes: a bright (label 1) or dark (label 0) left half over noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(n, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, 2, size=n).astype(np.int64)
+    images[labels == 1, :, : size // 2] += 150
+    return images, labels
+
+
+def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+def test_settings_from_config():
+    settings = TrainSettings.from_config({"epochs": 3, "lr": 0.05, "optimizer": "sgd", "seed": 4})
+    assert (settings.epochs, settings.lr, settings.optimizer, settings.seed) == (3, 0.05, "sgd", 4)
+    assert settings.batch_size == 128 and settings.val_fraction == 0.1
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainSettings.from_config({"epochs": 3, "learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainSettings.from_config({"lr": 0.1})
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainSettings.from_config({"epochs": 1, "optimizer": "rmsprop"})
+    with pytest.raises(ConfigError, match="val_fraction"):
+        TrainSettings(epochs=1, val_fraction=1.0)
+
+
+def test_split_validation_is_stratified_seeded_and_exact():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    train, val = split_validation(labels, 0.1, seed=3)
+    assert val.size == 10 and train.size == 90
+    assert np.intersect1d(train, val).size == 0
+    assert np.bincount(labels[val], minlength=3).tolist() == [5, 3, 2]
+    again_train, again_val = split_validation(labels, 0.1, seed=3)
+    assert np.array_equal(val, again_val) and np.array_equal(train, again_train)
+    assert not np.array_equal(val, split_validation(labels, 0.1, seed=4)[1])
+    # Classes too small to give one each still give the exact total.
+    assert split_validation(np.arange(20) % 10, 0.1, seed=0)[1].size == 2
+    assert split_validation(labels, 0.0, seed=0)[1].size == 0
+
+
+def test_augment_crops_a_padded_window_and_flips():
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randint(1, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    out = training._augment(batch, generator)
+    assert out.shape == batch.shape and out.dtype == batch.dtype
+    padded = torch.nn.functional.pad(batch, (4, 4, 4, 4))
+    flips = 0
+    for n in range(batch.shape[0]):
+        matches = [
+            (dy, dx, flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+            if torch.equal(
+                out[n],
+                padded[n, :, dy : dy + 8, dx : dx + 8].flip(2)
+                if flip
+                else padded[n, :, dy : dy + 8, dx : dx + 8],
+            )
+        ]
+        assert matches, f"sample {n} is not a crop of its padded image"
+        flips += matches[0][2]
+    assert 0 < flips < batch.shape[0]
+
+
+def test_learns_a_separable_task():
+    images, labels = _halves(200, 32, seed=0)
+    calls = []
+
+    def progress(iterable, desc, total):
+        calls.append((desc, total))
+        return iterable
+
+    model = build_model("reference_cnn", 2, 32, seed=0)
+    settings = TrainSettings(epochs=3, batch_size=32, lr=1e-3, seed=0)
+    history = train_classifier(model, images, labels, settings, device="cpu", progress=progress)
+    assert calls == [("training epochs", 3)]
+    assert history["epoch"] == [1, 2, 3]
+    assert len(history["train_loss"]) == len(history["train_acc"]) == len(history["val_acc"]) == 3
+    assert history["train_samples"] == 180 and history["val_samples"] == 20
+    assert history["best_val_acc"] == max(history["val_acc"]) > 0.9
+    assert history["precision"] == "fp32" and history["samples_per_second"] > 0
+    assert not model.training
+    test_images, test_labels = _halves(100, 32, seed=1)
+    assert accuracy(model, test_images, test_labels, "cpu") > 0.9
+
+
+def test_same_seed_gives_identical_weights():
+    images, labels = _halves(64, 16, seed=2)
+    runs = []
+    for seed in (5, 5, 6):
+        model = build_model("reference_cnn", 2, 16, seed=0)
+        settings = TrainSettings(epochs=2, batch_size=16, augment=True, seed=seed)
+        history = train_classifier(model, images, labels, settings, device="cpu")
+        runs.append((model, history))
+    _assert_same_state(runs[0][0], runs[1][0])
+    assert runs[0][1]["train_loss"] == runs[1][1]["train_loss"]
+    different = runs[2][0].state_dict()["classifier.weight"]
+    assert not torch.equal(runs[0][0].state_dict()["classifier.weight"], different)
+
+
+def test_divergence_in_first_epoch_is_an_error():
+    images, labels = _halves(32, 16, seed=0)
+    model = build_model("reference_cnn", 2, 16, seed=0)
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("nan"))
+    with pytest.raises(ConfigError, match="diverged"):
+        train_classifier(model, images, labels, TrainSettings(epochs=2), device="cpu")
+
+
+def test_labels_must_fit_the_model():
+    images, labels = _halves(16, 16, seed=0)
+    model = build_model("reference_cnn", 2, 16, seed=0)
+    with pytest.raises(DataError, match="2 classes"):
+        train_classifier(model, images, labels + 1, TrainSettings(epochs=1), device="cpu")
+
+
+def test_predict_logits_batches_memmaps_and_restores_mode(tmp_path):
+    images, labels = _halves(10, 16, seed=0)
+    save_npy(tmp_path / "x.npy", images)
+    model = build_model("reference_cnn", 2, 16, seed=0).train()
+    logits = predict_logits(model, load_npy(tmp_path / "x.npy"), "cpu", batch_size=3)
+    assert logits.shape == (10, 2) and logits.dtype == np.float32
+    assert model.training
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-5)
+    predictions = logits.argmax(1)
+    assert accuracy(model, images, labels, "cpu") == pytest.approx((predictions == labels).mean())
+    with pytest.raises(DataError, match="empty"):
+        accuracy(model, images[:0], labels[:0], "cpu")
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model = build_model("reference_cnn", 10, 32, seed=1)
+    path, sidecar = tmp_path / "model.pt", tmp_path / "model.json"
+    save_checkpoint(model, path, sidecar, {"seed": 1, "metrics": {"test_acc": 0.5}})
+    return model, path, sidecar
+
+
+def test_checkpoint_round_trip(checkpoint, images32):
+    model, path, sidecar = checkpoint
+    meta = json.loads(sidecar.read_text())
+    assert meta["architecture"] == "reference_cnn" and meta["domain"] == "pixel"
+    assert (meta["num_classes"], meta["input_size"]) == (10, 32)
+    assert meta["parameters"] == count_parameters(model) == 307_498
+    assert meta["checkpoint"] == "model.pt" and len(meta["sha256"]) == 64
+    assert meta["metrics"]["test_acc"] == 0.5 and meta["seed"] == 1
+    assert not list(path.parent.glob(".*tmp*"))
+    loaded, loaded_meta = load_checkpoint(path, sidecar, device="cpu")
+    assert loaded_meta == meta and not loaded.training
+    _assert_same_state(model, loaded)
+    np.testing.assert_array_equal(
+        predict_logits(model, images32, "cpu"), predict_logits(loaded, images32, "cpu")
+    )
+
+
+def test_load_uses_weights_only(checkpoint, monkeypatch):
+    _, path, sidecar = checkpoint
+    seen = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(training.torch, "load", spy)
+    load_checkpoint(path, sidecar)
+    assert seen == [True]
+
+
+def test_tampered_checkpoint_is_refused(checkpoint):
+    _, path, sidecar = checkpoint
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="sha256") as info:
+        load_checkpoint(path, sidecar)
+    assert str(path) in str(info.value)
+
+
+def test_sidecar_with_wrong_classes_names_the_layer(checkpoint):
+    _, path, sidecar = checkpoint
+    meta = json.loads(sidecar.read_text())
+    meta["num_classes"] = 5
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(DataError) as info:
+        load_checkpoint(path, sidecar)
+    message = str(info.value)
+    assert str(path) in message
+    assert "classifier.weight has shape (10, 2048)" in message and "(5, 2048)" in message
+
+
+def test_checkpoint_with_foreign_keys_is_refused(tmp_path):
+    model = build_model("reference_cnn", 2, 16, seed=0)
+    path, sidecar = tmp_path / "m.pt", tmp_path / "m.json"
+    save_checkpoint(model, path, sidecar)
+    state = model.state_dict()
+    state["extra.weight"] = state.pop("classifier.weight")
+    torch.save(state, path)
+    meta = json.loads(sidecar.read_text())
+    meta["sha256"] = training.sha256_file(path)
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="lacks classifier.weight and has unexpected extra.weight"):
+        load_checkpoint(path, sidecar)
+
+
+def test_bad_sidecars(checkpoint, tmp_path):
+    model, path, sidecar = checkpoint
+    with pytest.raises(DataError, match="missing.json"):
+        load_checkpoint(path, tmp_path / "missing.json")
+    meta = json.loads(sidecar.read_text())
+    meta["architecture"] = "vgg"
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="vgg"):
+        load_checkpoint(path, sidecar)
+    with pytest.raises(ValueError, match="sha256"):
+        save_checkpoint(model, path, sidecar, {"sha256": "x"})
+
+
+def test_checkpoint_keeps_model_options(tmp_path):
+    model = build_model("reference_cnn", 3, 64, seed=2, downsample=2)
+    path, sidecar = tmp_path / "m.pt", tmp_path / "m.json"
+    save_checkpoint(model, path, sidecar)
+    loaded, meta = load_checkpoint(path, sidecar)
+    assert meta["model_options"] == {"downsample": 2} and loaded.downsample == 2
+    _assert_same_state(model, loaded)
