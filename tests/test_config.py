@@ -68,7 +68,8 @@ def test_every_schema_key_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     schema = yaml.safe_load(Path(SCHEMA).read_text())
     keys = set(schema["properties"]) | set(schema["$defs"]["dataset"]["properties"])
-    for section in ("triggers", "manipulations", "dct", "figure1"):
+    keys |= set(schema["$defs"]["classifier_settings"]["properties"])
+    for section in ("triggers", "manipulations", "dct", "figure1", "figures", "highfreq"):
         for sub in schema["properties"][section].get("properties", {}).values():
             keys |= set(sub.get("properties", {}))
         keys |= set(schema["properties"][section].get("properties", {}))
