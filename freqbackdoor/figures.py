@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .dct import dct2  # noqa: E402
@@ -381,4 +382,69 @@ def pair_comparison_figure(
         va="top",
         fontsize=8,
     )
+    return fig
+
+
+def roc_figure(
+    curves: dict[str, dict[str, pd.DataFrame]],
+    aucs: dict[str, dict[str, float]],
+    title: str,
+    fpr_at: float | None = None,
+) -> plt.Figure:
+    """ROC curves per attack, one panel per input domain (``curves[domain][attack]``).
+
+    Each curve is a frame with ``fpr`` and ``tpr`` columns; the legend gives the AUC. A dashed
+    vertical line marks the false-positive rate of the fixed threshold when ``fpr_at`` is set.
+    """
+    domains = list(curves)
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.6 * len(domains), 4.4), squeeze=False)
+    palette = sns.color_palette("tab10")
+    for ax, domain in zip(axes[0], domains, strict=True):
+        for i, (attack, frame) in enumerate(curves[domain].items()):
+            ax.plot(
+                frame["fpr"],
+                frame["tpr"],
+                color=palette[i % len(palette)],
+                label=f"{display_name(attack)} (AUC {aucs[domain][attack]:.3f})",
+                linewidth=1.6,
+            )
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        if fpr_at is not None and domain == "dct":
+            ax.axvline(fpr_at, color="black", linestyle="--", linewidth=0.8)
+        name = "frequency domain (DCT)" if domain == "dct" else "image domain (pixels)"
+        ax.set_title(name)
+        ax.set_xlabel("false-positive rate on clean images")
+        ax.set_ylabel("detection rate on triggered images (BDR)")
+        ax.set_xlim(-0.01, 1.0)
+        ax.set_ylim(0.0, 1.01)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def width_figure(frame: pd.DataFrame, title: str, threshold_width: int | None = 160) -> plt.Figure:
+    """Figure 6: linear detector accuracy and F1 against the input width, with 95% intervals.
+
+    ``frame`` has one row per width with ``width``, ``acc``, ``acc_low``, ``acc_high``, ``f1``,
+    ``f1_low``, ``f1_high`` (fractions), pooled over the evaluated triggers.
+    """
+    frame = frame.sort_values("width")
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for key, label, colour in (("acc", "ACC", "tab:blue"), ("f1", "F1", "tab:orange")):
+        ax.plot(frame["width"], frame[key], marker="o", color=colour, label=label)
+        ax.fill_between(
+            frame["width"], frame[f"{key}_low"], frame[f"{key}_high"], color=colour, alpha=0.2
+        )
+    if threshold_width is not None:
+        ax.axvline(threshold_width, color="grey", linestyle="--", linewidth=0.8)
+        ax.text(threshold_width, 0.02, f" {threshold_width} px (paper)", color="grey", fontsize=8)
+    ax.set_xlabel("input width and height (pixels)")
+    ax.set_ylabel("detection ACC / F1")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig

@@ -13,13 +13,20 @@ variant). All four share one recipe, which this module implements once:
    the unit responds when the trigger region is filled with random noise, and units that barely
    respond to the region (less than 10% of the strongest response, e.g. whose receptive field
    misses a corner square, or that are dead) are not eligible. See :func:`select_neurons`.
-2. **Optimise the trigger** by gradient descent (Adam, on minibatches of training images with
-   the trigger stamped in the same way it will be inserted later) so that the selected neurons
-   reach ``target_activation``: loss ``mean((act - target)^2)`` as in TrojanNN. Each step is
+2. **Optimise the trigger** by gradient descent (Adam) so that the selected neurons reach
+   ``target_activation``: loss ``mean((act - target)^2)`` as in TrojanNN. Each step is
    followed by a projection onto the trigger's constraint set (pixel range, L2 ball, mask).
 
-TrojanNN optimised its trigger on the trigger alone; stamping it onto real training images
-instead makes the neurons fire whatever the background is, which is what poisoning needs.
+What the network sees during step 2 differs by trigger. The TrojanNN triggers and l0-invisible
+are optimised on minibatches of training images with the trigger stamped in the same way it
+will be inserted later: the neurons then fire whatever the background is, which is what
+poisoning needs. l2-invisible by default (``optimise_on: trigger``) does what Li et al. did:
+the network input is the perturbation alone, started from random noise, and the neurons are
+chosen in that same regime (responses to noise alone, measured against a blank input). That
+matters for its frequency content, the property the paper examines: a full-image perturbation
+whose gradient is averaged over many stamped images converges to a smooth, low-frequency
+universal perturbation, while one optimised as the input itself stays noise-like, like the
+authors' published file. ``optimise_on: images`` keeps the universal variant available.
 
 Insertion follows the authors' evaluation code (``../shared/reference/README.md``): Trojan
 square, Trojan watermark and l2-invisible are added and clipped (``mode: additive``, weight 1,
@@ -38,7 +45,10 @@ activations of the selected units on clean images, with the starting random trig
 the final one (``activation_clean``/``_initial``/``_final``), the neuron loss over all samples
 for the same three (``loss_clean``/``_initial``/``_final``), a short ``loss_history`` of
 ``[step, minibatch loss]`` pairs and the settings used (``steps``, ``lr``, ``samples``, the
-scaled ``batch_size``, ``seed``).
+scaled ``batch_size``, ``seed``). The ``loss_*`` and ``activation_*`` values are always measured
+on the context images with the trigger inserted, as it will be used. l2-invisible also records
+the objective its optimiser minimised (``objective_initial``/``_final`` and a short
+``objective_history``), which is not the same quantity when it optimises the trigger alone.
 """
 
 from __future__ import annotations
@@ -89,6 +99,7 @@ L2_INV_DEFAULTS = {
     "l2_budget": 3.0,  # L2 radius in [0, 1] pixel units at 32x32, scaled by size/32
     "max_value": 68 / 255,  # largest pixel value of the perturbation (the published one's)
     "l2_penalty": 0.1,  # weight of Li et al.'s squared-L2 regulariser in the loss
+    "optimise_on": "trigger",  # network input while optimising: "trigger" alone or "images"
 }
 L0_INV_DEFAULTS = {
     **OPTIMISATION_DEFAULTS,
@@ -96,6 +107,7 @@ L0_INV_DEFAULTS = {
     "region": "bottom_row",  # where they may lie: "bottom_row" (scaled) or "anywhere"
 }
 REGIONS = ("bottom_row", "anywhere")
+OPTIMISE_ON = ("trigger", "images")
 
 RESPONSE_FLOOR = 0.1  # a unit is eligible if it responds at least this share of the strongest
 SENSITIVITY_DRAWS = 2  # random fillings of the trigger region used to measure responses
@@ -239,6 +251,19 @@ def _problem(
     )
 
 
+def _blank(problem: _Problem) -> _Problem:
+    """``problem`` with one black image as the only background: the trigger-alone regime.
+
+    Adding a perturbation with values in [0, 1] to a black image and clipping gives the
+    perturbation itself, so optimising on this problem feeds the network the trigger alone (as
+    Li et al. and TrojanNN did), and :func:`select_neurons` on it measures each unit's response
+    to noise alone against a blank input. The model and the seeded random stream are shared.
+    """
+    _, channels, height, width = problem.images.shape
+    black = torch.zeros(1, channels, height, width, device=problem.device)
+    return dataclasses.replace(problem, images=black, batch_size=1, chunk_size=1)
+
+
 def neuron_loss(activations: torch.Tensor, target: float) -> torch.Tensor:
     """TrojanNN's objective: mean squared distance of the selected activations to the target."""
     return (activations - target).square().mean()
@@ -345,11 +370,14 @@ def _optimise(
     settings: _Settings,
     steps: int,
     penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    objectives: list[float] | None = None,
 ) -> list[float]:
     """Adam on ``variable`` (projected after every step); returns the minibatch neuron losses.
 
-    Gradients are taken with respect to the trigger only (the caller holds the model in
-    :class:`_Frozen`), so the model's weights are neither changed nor given ``.grad`` buffers.
+    The minimised objective is the neuron loss plus ``penalty(variable)`` when given; if
+    ``objectives`` is a list, each step's objective value is appended to it. Gradients are taken
+    with respect to the trigger only (the caller holds the model in :class:`_Frozen`), so the
+    model's weights are neither changed nor given ``.grad`` buffers.
     """
     variable.requires_grad_(True)
     optimiser = torch.optim.Adam([variable], lr=settings.lr)
@@ -363,6 +391,8 @@ def _optimise(
         with torch.no_grad():
             project(variable)
         losses.append(float(loss.detach()))
+        if objectives is not None:
+            objectives.append(float(total.detach()))
     variable.requires_grad_(False)
     return losses
 
@@ -592,11 +622,30 @@ def trojan_watermark(height: int, width: int, options: dict, context: TriggerCon
 def l2_invisible(height: int, width: int, options: dict, context: TriggerContext) -> Trigger:
     """Li et al.'s l2-regularised invisible trigger: small full-image noise that excites neurons.
 
-    Loss: the neuron loss plus ``l2_penalty * ||delta||^2`` (Li et al.'s regulariser); after
-    every step ``delta`` is clamped to ``[0, max_value]`` and projected onto the L2 ball of
-    radius ``l2_budget`` (pixel units, given at 32x32 and scaled by size/32, as the norm of a
-    fixed per-pixel amplitude grows with the side). The published 32x32 trigger has max 68/255
-    and L2 norm 3.2, hence the defaults. Inserted by adding and clipping, like the authors.
+    Objective: the neuron loss plus ``l2_penalty * ||delta||^2`` (Li et al.'s regulariser);
+    after every step ``delta`` is clamped to ``[0, max_value]`` and projected onto the L2 ball
+    of radius ``l2_budget`` (pixel units, given at 32x32 and scaled by size/32, as the norm of
+    a fixed per-pixel amplitude grows with the side). The published 32x32 trigger has max
+    68/255 and L2 norm 3.2, hence the defaults. Inserted by adding and clipping, like the
+    authors.
+
+    ``optimise_on`` says what the network sees while ``delta`` is optimised:
+
+    - ``trigger`` (default, Li et al.'s method): ``delta`` alone, a ``1 x 3 x H x W`` input
+      started from uniform noise in ``[0, max_value]``; one step per Adam update, so
+      ``batch_size`` is unused. Neurons are selected in the same regime (response to noise
+      alone against a black input), since a unit the perturbation alone cannot wake gives the
+      optimiser no gradient. The result is noise-like, with much of its energy at high
+      frequencies, like the authors' file.
+    - ``images``: minibatches of context images with ``delta`` added and clipped, and neurons
+      selected by noise added to those images. This finds a universal perturbation that
+      excites the units on any background; averaging gradients over backgrounds makes it
+      smooth, a low-frequency trigger unlike Li et al.'s.
+
+    Either way ``loss_*``/``activation_*`` in ``meta`` are measured on the context images with
+    ``delta`` inserted, and ``objective_*`` is what the optimiser minimised (on the trigger
+    alone, or over all context images, plus the penalty); ``loss_history`` holds the neuron
+    loss of each step's input (the trigger alone, or the minibatch).
     """
     opts = _take(options, "l2_inv", L2_INV_DEFAULTS)
     settings = _Settings.parse(opts, "l2_inv")
@@ -608,7 +657,13 @@ def l2_invisible(height: int, width: int, options: dict, context: TriggerContext
     weight = _float_option(opts, "l2_penalty", "l2_inv", positive=False)
     if weight < 0:
         raise ConfigError(f"triggers.l2_inv.l2_penalty must be >= 0, got {weight!r}")
+    optimise_on = opts["optimise_on"]
+    if optimise_on not in OPTIMISE_ON:
+        raise ConfigError(
+            f"triggers.l2_inv.optimise_on must be one of {OPTIMISE_ON}, got {optimise_on!r}"
+        )
     problem = _problem("l2_inv", height, width, settings, context)
+    source = _blank(problem) if optimise_on == "trigger" else problem
 
     def project(delta: torch.Tensor) -> None:
         delta.clamp_(0.0, max_value)
@@ -616,30 +671,44 @@ def l2_invisible(height: int, width: int, options: dict, context: TriggerContext
         if norm > budget:
             delta.mul_(budget / norm)  # scaling keeps every value in [0, max_value]
 
+    def penalty(delta: torch.Tensor) -> torch.Tensor:
+        return weight * delta.square().sum()
+
     with _Frozen(problem.model):
         insert = _additive(torch.ones(1, 1, height, width, device=problem.device))
-        neurons, selection = select_neurons(problem, insert, settings.neurons, scale=max_value)
+        neurons, selection = select_neurons(source, insert, settings.neurons, scale=max_value)
+
+        def objective(delta: torch.Tensor) -> float:
+            """The optimiser's objective at ``delta``, over all of ``source``'s images."""
+            _, loss = _evaluate(source, insert, delta, neurons, settings.target)
+            return loss + (float(penalty(delta)) if weight > 0 else 0.0)
+
         delta = max_value * problem.rand(1, 3, height, width)
         project(delta)
         activation_clean, loss_clean = _evaluate(problem, insert, None, neurons, settings.target)
         activation_initial, loss_initial = _evaluate(
             problem, insert, delta, neurons, settings.target
         )
+        objective_initial = objective(delta)
+        objectives: list[float] = []
         losses = _optimise(
-            problem,
+            source,
             insert,
             delta,
             project,
             neurons,
             settings,
             settings.steps,
-            penalty=(lambda d: weight * d.square().sum()) if weight > 0 else None,
+            penalty=penalty if weight > 0 else None,
+            objectives=objectives,
         )
         activation_final, loss_final = _evaluate(problem, insert, delta, neurons, settings.target)
+        objective_final = objective(delta)
     pattern = _to_hwc(delta)
     meta = {
         **_neuron_meta(problem, neurons),
         "selection": selection,
+        "optimise_on": optimise_on,
         "l2_budget": round(budget, 6),
         "l2_norm": round(float(np.sqrt(np.square(pattern, dtype=np.float64).sum())), 6),
         "max_value": max_value,
@@ -652,10 +721,13 @@ def l2_invisible(height: int, width: int, options: dict, context: TriggerContext
         "loss_initial": round(loss_initial, 6),
         "loss_final": round(loss_final, 6),
         "loss_history": _history(losses),
+        "objective_initial": round(objective_initial, 6),
+        "objective_final": round(objective_final, 6),
+        "objective_history": _history(objectives),
         "steps": settings.steps,
         "lr": settings.lr,
         "samples": int(problem.images.shape[0]),
-        "batch_size": problem.batch_size,
+        "batch_size": source.batch_size,
         "seed": int(context.seed),
     }
     return Trigger(

@@ -426,8 +426,12 @@ def save_checkpoint(
         "num_classes": int(model.num_classes),
         "input_size": int(model.input_size),
         "model_options": dict(getattr(model, "options", {})),
-        "domain": "pixel",
-        "input_format": "float32 N x 3 x H x W in [0, 1] (freqbackdoor.models.images_to_tensor)",
+        "domain": getattr(model, "domain", "pixel"),
+        "input_format": getattr(
+            model,
+            "input_format",
+            "float32 N x 3 x H x W in [0, 1] (freqbackdoor.models.images_to_tensor)",
+        ),
         "parameters": count_parameters(model),
         "checkpoint": os.path.basename(os.fspath(path)),
         "sha256": digest,
@@ -441,13 +445,16 @@ def load_checkpoint(
     path: str | os.PathLike,
     sidecar_path: str | os.PathLike,
     device: str | torch.device = "cpu",
+    domain: str | None = "pixel",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a sidecar describes and load ``path`` into it: ``(model, sidecar)``.
 
     The checkpoint must match the sidecar's sha256 and hold exactly the architecture's
     parameters with the same shapes; otherwise ``DataError`` names the file and the mismatch.
     Weights are read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
-    The model comes back in eval mode on ``device`` (``"auto"`` allowed).
+    The model comes back in eval mode on ``device`` (``"auto"`` allowed). ``domain`` is the
+    input domain the caller expects (``"pixel"`` for classifiers, ``"dct"`` or ``"pixel"`` for
+    detectors; ``None`` accepts any).
     """
     target = resolve_device(device)
     meta = read_json(sidecar_path)
@@ -456,8 +463,10 @@ def load_checkpoint(
     missing = [k for k in ("architecture", "num_classes", "input_size", "sha256") if k not in meta]
     if missing:
         raise DataError(f"{sidecar_path}: checkpoint sidecar lacks {', '.join(missing)}")
-    if meta.get("domain", "pixel") != "pixel":
-        raise DataError(f"{sidecar_path}: domain {meta['domain']!r} is not a pixel-domain model")
+    if domain is not None and meta.get("domain", "pixel") != domain:
+        raise DataError(
+            f"{sidecar_path}: domain {meta.get('domain', 'pixel')!r} is not the expected {domain!r}"
+        )
     try:
         model = build_model(
             meta["architecture"],

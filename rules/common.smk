@@ -4,7 +4,14 @@ from freqbackdoor.triggers import trigger_needs
 RAW = config["raw_dir"]
 DATASETS = list(config["datasets"])
 ENV = "../environment.yml"
-DATASET_KEYS_FOR_RULES = ("attacks", "reference_model", "reference_classifier")
+DATASET_KEYS_FOR_RULES = (
+    "attacks",
+    "reference_model",
+    "reference_classifier",
+    "detector",
+    "paper_name",
+)
+DOMAINS = ["dct", "pixel"] if config["detection"]["image_domain"] else ["dct"]
 
 
 def attacks_of(dataset):
@@ -97,8 +104,84 @@ def models_needed():
     return sorted(set(needed) | set(trainable))
 
 
+def detector_settings(dataset, architecture=None):
+    """The detector's training settings on ``dataset``: global, then the dataset's overrides.
+
+    ``architecture`` (a Table 5 ablation row) replaces the configured one and takes the
+    ablation's epochs.
+    """
+    settings = {
+        **config["detector"],
+        **config["datasets"][dataset].get("detector", {}),
+        "seed": config["seed"],
+    }
+    if architecture is not None and architecture != settings["architecture"]:
+        settings["architecture"] = architecture
+        settings["epochs"] = config["table5"].get("epochs", settings["epochs"])
+    return settings
+
+
+def default_detector(dataset):
+    return detector_settings(dataset)["architecture"]
+
+
+def paper_names():
+    return {d: config["datasets"][d].get("paper_name", d) for d in DATASETS}
+
+
+def detection_test_inputs(wildcards):
+    """Clean and triggered test sets in the detector's domain: DCT caches or images."""
+    dataset, attacks = wildcards.dataset, attacks_of(wildcards.dataset)
+    if wildcards.domain == "dct":
+        return {
+            "clean": f"results/dct/{dataset}/clean.npy",
+            "triggered": dct_paths(dataset, attacks),
+        }
+    return {
+        "clean": f"results/data/{dataset}/x_test.npy",
+        "triggered": [f"results/poisoned/{dataset}/{a}/x_test.npy" for a in attacks],
+    }
+
+
+def detection_metrics_path(dataset, architecture, domain):
+    return f"results/detection/{dataset}/{architecture}_{domain}/metrics.csv"
+
+
+def table1_inputs(wildcards):
+    return [
+        detection_metrics_path(d, default_detector(d), domain)
+        for d in config["detection"]["datasets"]
+        for domain in DOMAINS
+    ]
+
+
+def table5_inputs(wildcards):
+    dataset = config["table5"]["dataset"]
+    architectures = config["table5"]["architectures"]
+    return {
+        "metrics": [detection_metrics_path(dataset, a, "dct") for a in architectures],
+        "models": [f"results/detectors/{dataset}/{a}_dct.json" for a in architectures],
+    }
+
+
+def detection_outputs():
+    outputs = [
+        f"results/tables/{t}{suffix}.md"
+        for t in ("table1", "table5", "table6", "table7")
+        for suffix in ("", "_vs_paper")
+    ]
+    outputs += [f"results/figures/figure6.{ext}" for ext in ("png", "pdf")]
+    outputs += [
+        f"results/figures/roc/{d}_{default_detector(d)}.{ext}"
+        for d in config["detection"]["datasets"]
+        for ext in ("png", "pdf")
+    ]
+    return outputs
+
+
 def all_outputs():
     outputs = ["results/tables/table8.md", "results/tables/highfreq_ratio.md"]
+    outputs += detection_outputs()
     for dataset in models_needed():
         outputs.append(f"results/models/{dataset}/reference_cnn.json")
     for dataset in DATASETS:

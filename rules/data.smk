@@ -35,7 +35,7 @@ rule prepared_dataset:
         "results/benchmarks/prepared_dataset/{dataset}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,

@@ -13,7 +13,7 @@ rule dct_cache:
         "results/benchmarks/dct_cache/{dataset}/{variant}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -159,7 +159,7 @@ rule highfreq_table:
         "results/benchmarks/highfreq_table.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -73,7 +73,7 @@ rule trigger:
         "results/benchmarks/trigger/{dataset}/{attack}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,

@@ -69,7 +69,9 @@ def test_every_schema_key_is_documented_in_the_readme():
     schema = yaml.safe_load(Path(SCHEMA).read_text())
     keys = set(schema["properties"]) | set(schema["$defs"]["dataset"]["properties"])
     keys |= set(schema["$defs"]["classifier_settings"]["properties"])
-    for section in ("triggers", "manipulations", "dct", "figure1", "figures", "highfreq"):
+    keys |= set(schema["$defs"]["detector_settings"]["properties"])
+    sections = ("triggers", "manipulations", "dct", "figure1", "figures", "highfreq")
+    for section in (*sections, "detection", "table5", "figure6"):
         for sub in schema["properties"][section].get("properties", {}).values():
             keys |= set(sub.get("properties", {}))
         keys |= set(schema["properties"][section].get("properties", {}))

@@ -37,6 +37,7 @@ TINY = {
             "train_per_class": 6,
             "test_per_class": 4,
             "attacks": ["badnets", "blend", "nature", "trojan_sq", "l0_inv"],
+            "paper_name": "cifar10",
         },
         "large": {
             "source": "embedded_photos",
@@ -44,6 +45,8 @@ TINY = {
             "train_per_class": 2,
             "test_per_class": 2,
             "attacks": ["badnets", "gan_tri"],
+            "detector": {"architecture": "linear"},
+            "paper_name": "pubfig",
         },
     },
     "triggers": {
@@ -57,6 +60,25 @@ TINY = {
     "figures": {"example_index": 1, "pairs_samples": 6},
     "highfreq": {"cutoff": 1.0, "bootstrap": 200, "samples": 6},
     "figure1": {"samples": 10, "vmin": None, "vmax": None},
+    "detector": {
+        "architecture": "cnn3_kmax32",
+        "epochs": 1,
+        "batch_size": 32,
+        "lr": 0.001,
+        "optimizer": "adam",
+        "redraw_every": 1,
+        "standardise_samples": 50,
+    },
+    "detection": {
+        "datasets": ["small", "large"],
+        "image_domain": True,
+        "threshold": 0.5,
+        "target_fpr": 0.1,
+        "bootstrap": 100,
+        "tolerance": 5.0,
+    },
+    "table5": {"dataset": "small", "architectures": ["linear", "cnn3_kmax32"], "epochs": 1},
+    "figure6": {"dataset": "large", "widths": [16, 32], "attacks": ["badnets"]},
 }
 
 
@@ -129,6 +151,30 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
             assert (results / "figures" / figure / name).stat().st_size > 1000
     assert (workdir / "logs/dct_cache/small/clean.log").read_text().strip()
     assert (results / "benchmarks/figure1/small.tsv").exists()
+
+    # the detector stage: Tables 1, 5, 6, 7, their paper comparisons, ROC curves, Figure 6
+    table1 = pd.read_csv(results / "tables/table1.csv")
+    assert set(table1.dataset) == {"small", "large"} and len(table1) == 7
+    assert table1[["acc", "bdr", "fpr"]].apply(lambda c: c.between(0, 100)).all().all()
+    assert "acc_star" in table1.columns  # the image-domain comparison group
+    versus = pd.read_csv(results / "tables/table1_vs_paper.csv")
+    paper_badnets = versus[
+        (versus.dataset == "cifar10") & (versus.row == "badnets") & (versus.column == "acc")
+    ]
+    assert paper_badnets.paper.iloc[0] == pytest.approx(94.10)
+    assert np.isfinite(paper_badnets.reproduced.iloc[0])
+    table5 = pd.read_csv(results / "tables/table5.csv")
+    assert list(table5.architecture) == ["linear", "cnn3_kmax32"]
+    assert table5.parameters.iloc[0] == 16 * 16 * 3 * 2 + 2
+    for name in ("table6.md", "table7.md", "table6_vs_paper.md", "table7_vs_paper.md"):
+        assert (results / "tables" / name).stat().st_size > 100
+    assert "292,002" in (results / "tables/table7.md").read_text()
+    sidecar = json.loads((results / "detectors/small/cnn3_kmax32_dct.json").read_text())
+    assert sidecar["domain"] == "dct" and sidecar["calibration"]["threshold"] is not None
+    for name in ("roc/small_cnn3_kmax32.png", "roc/large_linear.png", "figure6.png"):
+        assert (results / "figures" / name).stat().st_size > 1000
+    widths = pd.read_csv(results / "tables/figure6.csv")
+    assert sorted(widths.width.unique()) == [16, 32]
 
     again = _snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -5,6 +5,7 @@ Optimised triggers get the reference classifier and a seeded sample of training 
 """
 
 import numpy as np
+import torch
 
 from freqbackdoor.dct import resolve_device
 from freqbackdoor.io import load_npy
@@ -15,6 +16,7 @@ from freqbackdoor.training import load_checkpoint
 from freqbackdoor.triggers import TriggerContext, build_trigger, save_preview
 
 log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
 params = snakemake.params
 attack = snakemake.wildcards.attack
 x_test = load_npy(snakemake.input.x_test)

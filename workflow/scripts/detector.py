@@ -1,0 +1,83 @@
+"""Rule detector: train one detector (architecture, input domain) on clean + manipulated images."""
+
+import torch
+
+from freqbackdoor.detection import DetectorSettings, train_detector
+from freqbackdoor.io import load_npy
+from freqbackdoor.logs import progress, setup_logging
+from freqbackdoor.manipulations import ManipulationParams
+from freqbackdoor.metrics import threshold_for_fpr
+from freqbackdoor.models import count_parameters
+from freqbackdoor.training import save_checkpoint
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
+wildcards = snakemake.wildcards
+settings = DetectorSettings.from_config(snakemake.params.settings)
+params = ManipulationParams(**snakemake.params.manipulations)
+x_train = load_npy(snakemake.input.x_train)
+log.info(
+    "training %s (%s domain) on %s: %d images, %d clean + %d manipulated per epoch, %s",
+    settings.architecture,
+    wildcards.domain,
+    wildcards.dataset,
+    x_train.shape[0],
+    x_train.shape[0],
+    x_train.shape[0],
+    settings,
+)
+model, history = train_detector(
+    x_train,
+    settings,
+    wildcards.domain,
+    params,
+    snakemake.params.device,
+    progress=progress,
+    log=log,
+)
+target_fpr = snakemake.params.target_fpr
+val_clean = history["val_clean_scores"]
+calibration = {
+    "target_fpr": target_fpr,
+    "val_images": history["val_images"],
+    "val_acc": history["val_acc"],
+    "val_fpr_at_0.5": float((val_clean >= 0.5).mean()) if val_clean.size else None,
+    "threshold": (
+        float(threshold_for_fpr(val_clean, target_fpr))
+        if target_fpr is not None and val_clean.size
+        else None
+    ),
+}
+save_checkpoint(
+    model,
+    snakemake.output.model,
+    snakemake.output.meta,
+    meta={
+        "dataset": wildcards.dataset,
+        "body": settings.architecture,
+        "body_parameters": count_parameters(model.body),
+        "training": settings.as_dict(),
+        "manipulations": snakemake.params.manipulations,
+        "seed": settings.seed,
+        "device": history["device"],
+        "precision": history["precision"],
+        "history": {k: history[k] for k in ("epoch", "train_loss", "train_acc")},
+        "calibration": calibration,
+        "timing": {
+            "train_seconds": history["seconds"],
+            "train_samples_per_second": history["samples_per_second"],
+            "samples_per_epoch": history["samples"],
+            "manipulation_rounds": history["rounds"],
+        },
+    },
+)
+log.info(
+    "%s %s: final train acc %.4f, val acc %s, calibrated threshold %s, %.0f samples/s on %s",
+    settings.architecture,
+    wildcards.domain,
+    history["train_acc"][-1],
+    history["val_acc"],
+    calibration["threshold"],
+    history["samples_per_second"] or 0,
+    history["device"],
+)
