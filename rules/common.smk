@@ -1,4 +1,6 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
+import torch
+
 from freqbackdoor.triggers import trigger_needs
 
 RAW = config["raw_dir"]
@@ -90,8 +92,16 @@ def highfreq_pairs():
 
 
 def gpu_count():
-    """Number of GPUs that GPU-capable jobs request (0 when the config says cpu)."""
-    return 0 if config["device"] == "cpu" else 1
+    """GPUs a GPU-capable job requests: 1 when it will run on CUDA, else 0.
+
+    With ``device: auto`` that depends on this machine: on a CPU-only one, requesting the
+    profile's single GPU slot would serialise every torch job for nothing.
+    """
+    if config["device"] == "cpu":
+        return 0
+    if config["device"] == "auto":
+        return int(torch.cuda.is_available())
+    return 1
 
 
 def models_needed():
