@@ -181,6 +181,7 @@ def detection_outputs():
         for suffix in ("", "_vs_paper")
     ]
     outputs += [f"results/figures/figure6.{ext}" for ext in ("png", "pdf")]
+    outputs.append("results/tables/figure6_vs_paper.md")
     outputs += [
         f"results/figures/roc/{d}_{default_detector(d)}.{ext}"
         for d in config["detection"]["datasets"]

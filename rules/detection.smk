@@ -231,6 +231,8 @@ rule figure6:
         ),
         pdf="results/figures/figure6.pdf",
         csv="results/tables/figure6.csv",
+        vs_csv="results/tables/figure6_vs_paper.csv",
+        vs_md="results/tables/figure6_vs_paper.md",
     log:
         "logs/figure6.log",
     benchmark:
@@ -241,5 +243,7 @@ rule figure6:
     resources:
         mem_mb=2000,
         runtime=5,
+    params:
+        paper_numbers="config/paper_numbers.yaml",
     script:
         "../workflow/scripts/figure6.py"

@@ -173,6 +173,7 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
     assert sidecar["domain"] == "dct" and sidecar["calibration"]["threshold"] is not None
     for name in ("roc/small_cnn3_kmax32.png", "roc/large_linear.png", "figure6.png"):
         assert (results / "figures" / name).stat().st_size > 1000
+    assert (results / "tables/figure6_vs_paper.md").stat().st_size > 100
     widths = pd.read_csv(results / "tables/figure6.csv")
     assert sorted(widths.width.unique()) == [16, 32]
 
