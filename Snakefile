@@ -35,12 +35,17 @@ wildcard_constraints:
     ),
     domain="dct|pixel",
     width="[0-9]+",
+    target="|".join(DATASETS),
+    source=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*",
+    budget="[0-9]+",
+    repeat="[0-9]+",
 
 
 include: "rules/data.smk"
 include: "rules/triggers.smk"
 include: "rules/frequency.smk"
 include: "rules/detection.smk"
+include: "rules/transfer.smk"
 
 
 rule all:

@@ -535,8 +535,11 @@ def _photo(name: str, photo: str) -> np.ndarray:
 def _regions(height: int, width: int, test_fraction: float) -> dict[str, list[int]]:
     """Two disjoint boxes ``[x0, y0, x1, y1]``: train first, test the last ``test_fraction``.
 
-    The cut runs across the longer side so that both strips stay as square as possible.
+    The cut runs across the longer side so that both strips stay as square as possible. With
+    ``test_fraction == 1`` (a test-only set, as TSRD) the whole photo is the test box.
     """
+    if test_fraction >= 1:
+        return {"test": [0, 0, width, height]}
     if width >= height:
         cut = int(round(width * (1 - test_fraction)))
         return {"train": [0, 0, cut, height], "test": [cut, 0, width, height]}
@@ -561,6 +564,7 @@ def _build_embedded_photos(ctx: _Context, raw: Path) -> _Built:
     Crop sides are drawn uniformly between ``min_crop`` and 1 times the shorter side of the
     *smaller* strip, the same range for train and test, so the two splits differ in content
     but not in scale. Crops are resized to ``size`` with PIL's antialiased bilinear filter.
+    ``test_fraction: 1`` makes a test-only set (as TSRD): test crops from whole photos.
     """
     name, spec = ctx.name, ctx.spec
     photos = spec.get("photos", list(DEFAULT_PHOTOS))
@@ -573,7 +577,7 @@ def _build_embedded_photos(ctx: _Context, raw: Path) -> _Built:
         raise ConfigError(f"dataset {name!r}: datasets.{name}.photos repeats a name: {photos}")
     n_train = _int_key(name, spec, "train_per_class", 250, minimum=1)
     n_test = _int_key(name, spec, "test_per_class", 100, minimum=1)
-    test_fraction = _fraction_key(name, spec, "test_fraction", 0.3, allow_one=False)
+    test_fraction = _fraction_key(name, spec, "test_fraction", 0.3)
     min_crop = _fraction_key(name, spec, "min_crop", 0.25)
     rng = np.random.default_rng(ctx.seed)
 
@@ -605,6 +609,8 @@ def _build_embedded_photos(ctx: _Context, raw: Path) -> _Built:
             "side_range": [side_min, side_max],
         }
         for split, n in (("train", n_train), ("test", n_test)):
+            if split not in regions:  # test-only
+                continue
             boxes = _crop_boxes(rng, regions[split], n, side_min, side_max)
             crops = np.empty((n, ctx.size, ctx.size, 3), dtype=np.uint8)
             for i, box in enumerate(boxes.tolist()):
@@ -624,6 +630,9 @@ def _build_embedded_photos(ctx: _Context, raw: Path) -> _Built:
 
     arrays = {}
     for split in SPLITS:
+        if not xs[split]:  # the train split of a test-only set
+            arrays[split] = (np.zeros((0, ctx.size, ctx.size, 3), np.uint8), np.zeros(0, np.int64))
+            continue
         x, y = np.concatenate(xs[split]), np.concatenate(ys[split])
         keep = ctx.cap_indices(split, len(x))
         arrays[split] = (x[keep], y[keep])

@@ -248,6 +248,54 @@ def fit_standardisation(
     model.std.copy_(std.float())
 
 
+def fit_epoch(
+    model: Detector,
+    optimiser: torch.optim.Optimizer,
+    clean: np.ndarray,
+    manipulated: np.ndarray,
+    batch_size: int,
+    generator: torch.Generator,
+    scaler: torch.amp.GradScaler,
+    where: str,
+) -> tuple[float, float]:
+    """One pass over ``clean`` (label 0) and ``manipulated`` (label 1) in a seeded random order.
+
+    Both are uint8 images, row ``i`` of one the manipulated copy of row ``i`` of the other;
+    batches mix the two and go to the model's device and domain there. Returns the mean loss
+    and the accuracy on the batches as trained. A non-finite loss raises ``ConfigError``
+    with ``where`` (what was trained, and which setting to lower).
+    """
+    target = next(model.parameters()).device
+    dtype = _precision(target)
+    n = clean.shape[0]
+    model.train()
+    order = torch.randperm(2 * n, generator=generator).numpy()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, 2 * n, batch_size):
+        index = order[start : start + batch_size]
+        is_manipulated = index >= n
+        rows = np.where(is_manipulated, index - n, index)
+        # clean rows first, then manipulated ones (sorted: memory-mapped reads stay local)
+        clean_rows = np.sort(rows[~is_manipulated])
+        batch = np.concatenate([clean[clean_rows], manipulated[np.sort(rows[is_manipulated])]])
+        labels = (np.arange(index.shape[0]) >= clean_rows.shape[0]).astype(np.int64)
+        inputs = to_domain(batch, model.domain, target)
+        targets = torch.from_numpy(labels).to(target)
+        with torch.autocast(target.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), targets)
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise ConfigError(f"the training loss became {loss_value}: {where}")
+        loss_sum += loss_value * index.shape[0]
+        correct += int((logits.argmax(1) == targets).sum())
+    return loss_sum / (2 * n), correct / (2 * n)
+
+
 def train_detector(
     x_train: np.ndarray,
     settings: DetectorSettings,
@@ -309,39 +357,20 @@ def train_detector(
         if epoch > 0 and epoch % settings.redraw_every == 0:
             manipulated = manipulated_copy(x_train, params, settings.seed, rounds)
             rounds += 1
-        model.train()
-        order = torch.randperm(2 * n, generator=generator).numpy()
-        loss_sum, correct = 0.0, 0
-        for start in range(0, 2 * n, settings.batch_size):
-            index = order[start : start + settings.batch_size]
-            is_manipulated = index >= n
-            rows = np.where(is_manipulated, index - n, index)
-            # clean rows first, then manipulated ones (sorted: memory-mapped reads stay local)
-            clean_rows = np.sort(rows[~is_manipulated])
-            batch = np.concatenate(
-                [x_train[clean_rows], manipulated[np.sort(rows[is_manipulated])]]
-            )
-            labels = (np.arange(index.shape[0]) >= clean_rows.shape[0]).astype(np.int64)
-            inputs = to_domain(batch, domain, target)
-            targets = torch.from_numpy(labels).to(target)
-            with torch.autocast(target.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(inputs)
-                loss = F.cross_entropy(logits.float(), targets)
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise ConfigError(
-                    f"detector {settings.architecture} ({domain}): the training loss became "
-                    f"{loss_value} in epoch {epoch + 1}; lower detector.lr (now {settings.lr})"
-                )
-            loss_sum += loss_value * index.shape[0]
-            correct += int((logits.argmax(1) == targets).sum())
+        loss, acc = fit_epoch(
+            model,
+            optimiser,
+            x_train,
+            manipulated,
+            settings.batch_size,
+            generator,
+            scaler,
+            f"detector {settings.architecture} ({domain}) in epoch {epoch + 1}; lower "
+            f"detector.lr (now {settings.lr})",
+        )
         history["epoch"].append(epoch + 1)
-        history["train_loss"].append(loss_sum / (2 * n))
-        history["train_acc"].append(correct / (2 * n))
+        history["train_loss"].append(loss)
+        history["train_acc"].append(acc)
         log.info(
             "%s %s epoch %d: loss %.4f, train acc %.4f",
             settings.architecture,
@@ -383,15 +412,18 @@ def detector_scores(
     model: Detector,
     inputs: np.ndarray,
     transformed: bool = False,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Probability of "triggered" for every input, as float64.
 
     ``inputs`` are uint8 images (``transformed=False``; put into the model's domain here) or,
     for a DCT detector, float DCT coefficients ``N x H x W x 3`` as the DCT cache stores them.
+    ``batch_size`` defaults to 1,024 on CUDA and 128 on the CPU (cache-sized batches score
+    about 1.3x faster there than 512, measured on cnn6 at 32 px).
     """
     target = resolve_device(device) if device is not None else next(model.parameters()).device
+    batch_size = batch_size or (1024 if target.type == "cuda" else 128)
     inputs = np.asarray(inputs)
     expected = (model.input_size, model.input_size, 3)
     if inputs.ndim != 4 or inputs.shape[1:] != expected:

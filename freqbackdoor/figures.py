@@ -448,3 +448,34 @@ def width_figure(frame: pd.DataFrame, title: str, threshold_width: int | None = 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def budget_figure(
+    frame: pd.DataFrame, title: str, raw: pd.DataFrame | None = None, paper_budget: int = 100
+) -> plt.Figure:
+    """Fine-tuning budget: mean ACC and BDR (over attacks) against the clean target samples used.
+
+    ``frame`` has one row per (budget, repeat) with ``acc`` and ``bdr`` in percent; repeats are
+    drawn as points, their mean as a line. ``raw`` (the same columns, budget 0) gives the
+    untuned detector as dashed lines. The paper fine-tunes with ``paper_budget`` samples.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    means = frame.groupby("budget", as_index=False)[["acc", "bdr"]].mean()
+    for key, label, colour in (("acc", "ACC", "tab:blue"), ("bdr", "BDR", "tab:red")):
+        ax.plot(means["budget"], means[key], marker="o", color=colour, label=f"{label}, tuned")
+        ax.scatter(frame["budget"], frame[key], color=colour, alpha=0.35, s=12)
+        if raw is not None and len(raw):
+            ax.axhline(
+                raw[key].mean(), color=colour, linestyle="--", linewidth=1.0, label=f"{label}, raw"
+            )
+    ax.axvline(paper_budget, color="grey", linestyle=":", linewidth=0.8)
+    ax.text(paper_budget, 2, f" {paper_budget} (paper)", color="grey", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("clean target images used for fine-tuning (plus one manipulation each)")
+    ax.set_ylabel("mean over attacks (%)")
+    ax.set_ylim(0.0, 102.0)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,6 +1,7 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
 import torch
 
+from freqbackdoor.transfer import check_transfer_config
 from freqbackdoor.triggers import trigger_needs
 
 RAW = config["raw_dir"]
@@ -14,6 +15,8 @@ DATASET_KEYS_FOR_RULES = (
     "paper_name",
 )
 DOMAINS = ["dct", "pixel"] if config["detection"]["image_domain"] else ["dct"]
+COMBINED_SOURCE = r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)+"  # "photos32+digits32"
+check_transfer_config(config["transfer"], config["datasets"])
 
 
 def attacks_of(dataset):
@@ -190,9 +193,99 @@ def detection_outputs():
     return outputs
 
 
+def transfer_detector_settings(source):
+    """A transfer source's detector settings: the dataset's own, or the global ones combined."""
+    if "+" not in source:
+        return detector_settings(source)
+    overrides = config["transfer"].get("combined_detector", {})
+    return {**config["detector"], **overrides, "seed": config["seed"]}
+
+
+def source_detector(source):
+    """The DCT detector a transfer column starts from (trained on one dataset or several)."""
+    architecture = transfer_detector_settings(source)["architecture"]
+    return f"results/detectors/{source}/{architecture}_dct"
+
+
+def fine_tune_settings():
+    return config["transfer"]["fine_tune"]
+
+
+def transfer_inputs(wildcards):
+    """The source detector, and the target's test images (to tune on) and DCT caches (to score)."""
+    target, model = wildcards.target, source_detector(wildcards.source)
+    return {
+        "model": f"{model}.pt",
+        "meta": f"{model}.json",
+        "x_test": f"results/data/{target}/x_test.npy",
+        "clean": f"results/dct/{target}/clean.npy",
+        "triggered": dct_paths(target, attacks_of(target)),
+    }
+
+
+def transfer_metrics_path(target, source, tuned, budget, repeat=0):
+    stage = "tuned" if tuned else "raw"
+    return f"results/transfer/{target}/{source}/{stage}_b{budget}_r{repeat}/metrics.csv"
+
+
+def transfer_columns(table):
+    """A transfer table's columns: source, tuned, our label and the paper's column name."""
+    columns = []
+    for column in config["transfer"]["tables"][table]["columns"]:
+        source, tuned = column["source"], bool(column.get("tune", False))
+        paper = "combined" if "+" in source else paper_names()[source]
+        columns.append(
+            {
+                "source": source,
+                "tuned": tuned,
+                "label": f"{source}+Tune" if tuned else source,
+                "key": f"{paper}_tune" if tuned else paper,
+            }
+        )
+    return columns
+
+
+def transfer_table_inputs(table):
+    target, budget = (
+        config["transfer"]["tables"][table]["target"],
+        config["transfer"]["budget"],
+    )
+    return [
+        transfer_metrics_path(target, c["source"], c["tuned"], budget)
+        for c in transfer_columns(table)
+    ]
+
+
+def budget_figure_inputs(wildcards):
+    spec = config["transfer"]["budget_figure"]
+    target, source = spec["target"], spec["source"]
+    return {
+        "raw": transfer_metrics_path(
+            target, source, False, config["transfer"]["budget"]
+        ),
+        "tuned": [
+            transfer_metrics_path(target, source, True, budget, repeat)
+            for budget in spec["budgets"]
+            for repeat in range(spec["repeats"])
+        ],
+    }
+
+
+def transfer_outputs():
+    outputs = [
+        f"results/tables/{table}{suffix}.md"
+        for table in config["transfer"]["tables"]
+        for suffix in ("", "_vs_paper")
+    ]
+    if config["transfer"]["budget_figure"]["budgets"]:
+        outputs += [f"results/figures/transfer_budget.{ext}" for ext in ("png", "pdf")]
+    return outputs
+
+
 def all_outputs():
     outputs = ["results/tables/table8.md", "results/tables/highfreq_ratio.md"]
     outputs += detection_outputs()
+    outputs += transfer_outputs()
     for dataset in models_needed():
         outputs.append(f"results/models/{dataset}/reference_cnn.json")
     for dataset in DATASETS:

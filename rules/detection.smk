@@ -20,6 +20,8 @@ rule detector:
         runtime=240,
         gpu=gpu_count(),
     params:
+        name=lambda wc: wc.dataset,
+        domain=lambda wc: wc.domain,
         settings=lambda wc: detector_settings(wc.dataset, wc.architecture),
         manipulations=config["manipulations"],
         target_fpr=config["detection"]["target_fpr"],

@@ -71,7 +71,7 @@ def test_every_schema_key_is_documented_in_the_readme():
     keys |= set(schema["$defs"]["classifier_settings"]["properties"])
     keys |= set(schema["$defs"]["detector_settings"]["properties"])
     sections = ("triggers", "manipulations", "dct", "figure1", "figures", "highfreq")
-    for section in (*sections, "detection", "table5", "figure6"):
+    for section in (*sections, "detection", "table5", "figure6", "transfer"):
         for sub in schema["properties"][section].get("properties", {}).values():
             keys |= set(sub.get("properties", {}))
         keys |= set(schema["properties"][section].get("properties", {}))

@@ -477,7 +477,7 @@ def test_unknown_source_and_bad_keys_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="datasets.ph.size"):
         D.prepare("ph", {"source": "embedded_photos"}, tmp_path, tmp_path / "o", 0)
     with pytest.raises(ConfigError, match="datasets.ph.test_fraction"):
-        D.prepare("ph", _photos(test_fraction=1.0), tmp_path, tmp_path / "o", 0)
+        D.prepare("ph", _photos(test_fraction=1.5), tmp_path, tmp_path / "o", 0)
     with pytest.raises(ConfigError, match="datasets.u.sha256"):
         D.download("u", {"source": "url", "size": 8, "url": "file:///x.zip", "sha256": "abc",
                          "layout": "class_folders"}, tmp_path)  # fmt: skip
@@ -495,3 +495,17 @@ def test_load_split_roundtrip(tmp_path):
         D.load_split(tmp_path / "o", "valid")
     with pytest.raises(DataError, match="x_test.npy"):
         D.load_split(tmp_path / "nothing", "test")
+
+
+def test_embedded_photos_test_only_set(tmp_path):
+    """test_fraction 1 (as TSRD): no training images, test crops from the whole photographs."""
+    spec = _photos(size=16, train=3, test=4, photos=["camera", "moon"], test_fraction=1.0)
+    D.download("tsrd_like", spec, tmp_path)
+    meta = D.prepare("tsrd_like", spec, tmp_path, tmp_path / "o", 0)
+    assert meta["counts"] == {"train": 0, "test": 8}
+    x_train, _ = D.load_split(tmp_path / "o", "train")
+    x_test, y_test = D.load_split(tmp_path / "o", "test")
+    assert x_train.shape == (0, 16, 16, 3) and x_test.shape == (8, 16, 16, 3)
+    assert y_test.tolist() == [0] * 4 + [1] * 4
+    region = meta["provenance"]["photos"][0]["test"]["region"]
+    assert region == [0, 0, 512, 512] and "train" not in meta["provenance"]["photos"][0]

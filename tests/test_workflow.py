@@ -79,6 +79,34 @@ TINY = {
     },
     "table5": {"dataset": "small", "architectures": ["linear", "cnn3_kmax32"], "epochs": 1},
     "figure6": {"dataset": "large", "widths": [16, 32], "attacks": ["badnets"]},
+    "transfer": {
+        "threshold": 0.5,
+        "budget": 4,
+        "fine_tune": {"epochs": 2, "batch_size": 4, "lr": 0.001},
+        "tables": {
+            "table2": {"target": "digits", "columns": [{"source": "small"}, {"source": "small", "tune": True}]},
+            "table4": {"target": "gray", "columns": [{"source": "small+digits", "tune": True}]},
+        },
+        "budget_figure": {"target": "gray", "source": "small", "budgets": [2, 4], "repeats": 2},
+    },
+}  # fmt: skip
+TINY["datasets"]["digits"] = {
+    "source": "embedded_digits",
+    "size": 16,
+    "max_train": 40,
+    "max_test": 20,
+    "attacks": ["badnets"],
+    "paper_name": "gtsrb",
+}
+TINY["datasets"]["gray"] = {
+    "source": "embedded_photos",
+    "size": 16,
+    "photos": ["camera", "moon"],
+    "test_fraction": 1.0,
+    "test_per_class": 6,
+    "attacks": ["badnets", "trojan_sq"],
+    "reference_model": "small",
+    "paper_name": "tsrd",
 }
 
 
@@ -144,7 +172,7 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
 
     # the high-frequency table: one row per (dataset, attack) with an interval around the ratio
     ratios = pd.read_csv(results / "tables/highfreq_ratio.csv")
-    assert len(ratios) == 7
+    assert len(ratios) == 10  # small 5, large 2, digits 1, gray 2
     assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
     for figure in ("figure2", "figure5", "pairs"):
         for name in ("small.png", "small.pdf", "large.png"):
@@ -176,6 +204,31 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
     assert (results / "tables/figure6_vs_paper.md").stat().st_size > 100
     widths = pd.read_csv(results / "tables/figure6.csv")
     assert sorted(widths.width.unique()) == [16, 32]
+
+    # transfer (Tables 2 and 4, the budget figure): tuning rows never scored, weights changed
+    split = json.loads((results / "transfer/gray/small/tuned_b4_r1/split.json").read_text())
+    assert len(split["fine_tune_rows"]) == 4 and len(split["test_rows"]) == 8
+    assert not set(split["fine_tune_rows"]) & set(split["test_rows"])
+    assert json.loads((results / "data/gray/meta.json").read_text())["counts"]["train"] == 0
+    tuned = json.loads((results / "transfer/digits/small/tuned_b4_r0/detector.json").read_text())
+    assert (
+        tuned["fine_tune_rows"]
+        == json.loads((results / "transfer/digits/small/raw_b4_r0/split.json").read_text())[
+            "fine_tune_rows"
+        ]
+    )
+    table2 = pd.read_csv(results / "tables/table2.csv")
+    assert list(table2.column.unique()) == ["small", "small+Tune"]
+    assert (table2.n_clean == 16).all()  # 20 test digits minus the 4 tuned on
+    versus = pd.read_csv(results / "tables/table2_vs_paper.csv")
+    row = versus[(versus.row == "cifar10_tune") & (versus.column == "acc:badnets")].iloc[0]
+    assert row.paper == pytest.approx(89.44) and np.isfinite(row.reproduced)
+    combined = json.loads((results / "detectors/small+digits/cnn3_kmax32_dct.json").read_text())
+    assert len(combined["training_sets"]) == 2
+    assert (results / "tables/table4_vs_paper.md").stat().st_size > 100
+    budget = pd.read_csv(results / "tables/transfer_budget.csv")
+    assert sorted(budget[budget.stage == "tuned"].budget) == [2, 2, 4, 4]
+    assert (results / "figures/transfer_budget.png").stat().st_size > 1000
 
     again = _snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

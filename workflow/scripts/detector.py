@@ -1,4 +1,5 @@
-"""Rule detector: train one detector (architecture, input domain) on clean + manipulated images."""
+"""Rules detector / combined_detector: train one detector (architecture, input domain) on the
+clean + manipulated training images of one dataset, or of several one after the other."""
 
 import torch
 
@@ -9,18 +10,25 @@ from freqbackdoor.manipulations import ManipulationParams
 from freqbackdoor.metrics import threshold_for_fpr
 from freqbackdoor.models import count_parameters
 from freqbackdoor.training import save_checkpoint
+from freqbackdoor.transfer import combine_training_sets
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
-wildcards = snakemake.wildcards
+name, domain = snakemake.params.name, snakemake.params.domain
 settings = DetectorSettings.from_config(snakemake.params.settings)
 params = ManipulationParams(**snakemake.params.manipulations)
-x_train = load_npy(snakemake.input.x_train)
+paths = snakemake.input.x_train
+paths = [paths] if isinstance(paths, str) else list(paths)
+x_train = (
+    load_npy(paths[0])
+    if len(paths) == 1
+    else combine_training_sets([load_npy(p, mmap=False) for p in paths], paths)
+)
 log.info(
     "training %s (%s domain) on %s: %d images, %d clean + %d manipulated per epoch, %s",
     settings.architecture,
-    wildcards.domain,
-    wildcards.dataset,
+    domain,
+    name,
     x_train.shape[0],
     x_train.shape[0],
     x_train.shape[0],
@@ -29,7 +37,7 @@ log.info(
 model, history = train_detector(
     x_train,
     settings,
-    wildcards.domain,
+    domain,
     params,
     snakemake.params.device,
     progress=progress,
@@ -53,7 +61,8 @@ save_checkpoint(
     snakemake.output.model,
     snakemake.output.meta,
     meta={
-        "dataset": wildcards.dataset,
+        "dataset": name,
+        "training_sets": paths,
         "body": settings.architecture,
         "body_parameters": count_parameters(model.body),
         "training": settings.as_dict(),
@@ -74,7 +83,7 @@ save_checkpoint(
 log.info(
     "%s %s: final train acc %.4f, val acc %s, calibrated threshold %s, %.0f samples/s on %s",
     settings.architecture,
-    wildcards.domain,
+    domain,
     history["train_acc"][-1],
     history["val_acc"],
     calibration["threshold"],
