@@ -46,6 +46,7 @@ include: "rules/triggers.smk"
 include: "rules/frequency.smk"
 include: "rules/detection.smk"
 include: "rules/transfer.smk"
+include: "rules/smooth.smk"
 
 
 rule all:

@@ -296,6 +296,20 @@ def fit_epoch(
     return loss_sum / (2 * n), correct / (2 * n)
 
 
+def validation_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_rows, val_rows)``: the sorted rows a detector trains on and holds out.
+
+    The held-out rows calibrate the detector's threshold; later stages that need clean images
+    the detector never saw (the Section 5 upgrade's calibration) recompute them from the
+    detector's recorded ``val_fraction`` and ``seed``. ``DataError`` when none is left to train.
+    """
+    order = np.random.default_rng([seed, 104729]).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if n_val >= n:
+        raise DataError(f"x_train: {n} images leave none to train on")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 def train_detector(
     x_train: np.ndarray,
     settings: DetectorSettings,
@@ -325,12 +339,10 @@ def train_detector(
     x_train = np.asarray(x_train)
     _check_images(x_train, "x_train")
     size = x_train.shape[1]
-    order = np.random.default_rng([settings.seed, 104729]).permutation(x_train.shape[0])
-    n_val = int(round(settings.val_fraction * x_train.shape[0]))
-    if n_val >= x_train.shape[0]:
-        raise DataError(f"x_train: {x_train.shape[0]} images leave none to train on")
-    x_val = x_train[np.sort(order[:n_val])]
-    x_train = x_train[np.sort(order[n_val:])]
+    train_rows, val_rows = validation_split(x_train.shape[0], settings.val_fraction, settings.seed)
+    n_val = val_rows.size
+    x_val = x_train[val_rows]
+    x_train = x_train[train_rows]
     n = x_train.shape[0]
     try:
         with torch.random.fork_rng(devices=[]):

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +212,7 @@ def train_classifier(
     device: str | torch.device = "auto",
     progress: Callable | None = None,
     log: logging.Logger | None = None,
+    epoch_callback: Callable[[int, nn.Module], Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place on uint8 ``N x H x W x 3`` images and int labels.
 
@@ -226,6 +227,13 @@ def train_classifier(
     ``best_epoch``, ``best_val_acc``, ``train_samples``, ``val_samples``, ``device``,
     ``precision``, ``seconds`` (training loop wall time), ``samples_per_second`` (training
     samples processed per second, validation excluded) and ``stopped_early`` (reason or None).
+
+    ``epoch_callback(epoch, model)``, if given, runs after each epoch's validation with the
+    model in eval mode on the training device (the next epoch puts it back in train mode), so
+    a caller can track metrics the validation split cannot give (a poisoned model's attack
+    success rate, :mod:`freqbackdoor.poisoning`). Each item of the mapping it returns is
+    appended to the per-epoch list ``history[key]`` and logged; a key that is one of the
+    history's own raises ``ConfigError``. Its time counts in ``seconds``.
     """
     log = log or _log
     target = resolve_device(device)
@@ -302,6 +310,7 @@ def train_classifier(
         if x_val.shape[0]:
             val_pred = _predict_tensor(model, x_val, 4 * settings.batch_size, dtype).argmax(1)
             val_acc = (val_pred == y_val).sum().item() / x_val.shape[0]
+        extra = _epoch_extras(epoch_callback, epoch, model, history)
         history["epoch"].append(epoch)
         history["train_loss"].append(train_loss)
         history["train_acc"].append(train_acc)
@@ -314,6 +323,13 @@ def train_classifier(
             train_acc,
             "n/a" if val_acc is None else f"{val_acc:.4f}",
         )
+        if extra:
+            log.info(
+                "epoch %d/%d: %s",
+                epoch,
+                settings.epochs,
+                ", ".join(f"{key} {value:.4f}" for key, value in extra.items()),
+            )
         if not math.isfinite(train_loss):
             stopped_early = f"non-finite training loss at epoch {epoch}"
             log.warning("%s; keeping the weights of epoch %d", stopped_early, best_epoch)
@@ -342,6 +358,44 @@ def train_classifier(
         stopped_early=stopped_early,
     )
     return history
+
+
+#: History keys :func:`train_classifier` writes itself; an epoch callback may not return them.
+HISTORY_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_acc",
+    "best_epoch",
+    "best_val_acc",
+    "train_samples",
+    "val_samples",
+    "device",
+    "precision",
+    "seconds",
+    "samples_per_second",
+    "stopped_early",
+)
+
+
+def _epoch_extras(
+    callback: Callable[[int, nn.Module], Mapping[str, float]] | None,
+    epoch: int,
+    model: nn.Module,
+    history: dict[str, Any],
+) -> dict[str, float]:
+    """Run an epoch callback and append what it returns to ``history``'s per-epoch lists."""
+    if callback is None:
+        return {}
+    extra = {str(key): float(value) for key, value in dict(callback(epoch, model)).items()}
+    clash = sorted(set(extra) & set(HISTORY_KEYS))
+    if clash:
+        raise ConfigError(
+            f"epoch_callback returned {', '.join(clash)}, which the training history uses itself"
+        )
+    for key, value in extra.items():
+        history.setdefault(key, []).append(value)
+    return extra
 
 
 def _model_device(model: nn.Module) -> torch.device:

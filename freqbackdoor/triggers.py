@@ -12,7 +12,11 @@ Insertion modes (``x`` image, ``p`` pattern, ``m`` mask, ``w`` weight, all in [0
   Blend, which adds a cartoon pre-scaled by 0.2 and clips);
 - ``blend``: ``x * (1 - w m) + w m p`` (Chen et al.'s convex blend, offered as an option);
 - ``generator``: ``G(x)``, a small image-to-image network run on every image (the GAN-based
-  trigger, :mod:`freqbackdoor.gan_trigger`); pattern and mask are zeros and only give the size.
+  trigger, :mod:`freqbackdoor.gan_trigger`); pattern and mask are zeros and only give the size;
+- ``normalise``: ``M(x + w * m * p)``, where ``M`` min-max scales each image, over all its
+  pixels and channels together, to [0, 1] (the authors insert their smooth trigger, Section 5
+  and :mod:`freqbackdoor.smooth`, as ``x + v`` and normalise the whole image). A constant
+  image has no range to stretch and is left as it is, clipped to [0, 1].
 
 A generator trigger keeps its network's weights in the same ``.npz`` as every other trigger
 (arrays ``generator/<parameter name>``; the architecture's registered name and keyword arguments
@@ -42,7 +46,7 @@ from PIL import Image
 from .errors import ConfigError, DataError
 from .io import atomic_path
 
-MODES = ("replace", "additive", "blend", "generator")
+MODES = ("replace", "additive", "blend", "generator", "normalise")
 GENERATOR_PREFIX = "generator/"
 # Pixels (images x height x width) per forward pass of a generator trigger: bounds the memory of
 # the full-resolution activations (about 130 MB per 16-channel layer at this budget).
@@ -203,6 +207,8 @@ class Trigger:
             out = x * (1.0 - self.mask) + self.pattern * self.mask
         elif self.mode == "additive":
             out = x + (self.weight * self.mask) * self.pattern
+        elif self.mode == "normalise":
+            out = normalise_images(x + (self.weight * self.mask) * self.pattern)
         else:  # blend
             alpha = self.weight * self.mask
             out = x * (1.0 - alpha) + alpha * self.pattern
@@ -303,6 +309,21 @@ class Trigger:
             raise DataError(f"cannot read trigger file {path}: {exc}") from exc
 
 
+def normalise_images(images: np.ndarray) -> np.ndarray:
+    """Min-max scale every image of a float ``N x H x W x C`` batch to [0, 1], in float32.
+
+    Each image's minimum and maximum are taken over all its pixels and channels together, so
+    the colour balance is kept. A constant image (no range) is left unchanged, clipped to
+    [0, 1]: the same rule as :func:`freqbackdoor.smooth.minmax`, so both agree everywhere.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    flat = x.reshape(x.shape[0], -1)
+    low = flat.min(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
+    span = flat.max(axis=1).reshape(low.shape) - low
+    scaled = (x - low) / np.where(span > 0, span, np.float32(1.0))
+    return np.clip(np.where(span > 0, scaled, x), 0.0, 1.0).astype(np.float32, copy=False)
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Float images in [0, 1] to uint8 pixel values, rounding to nearest."""
     return np.rint(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -332,16 +353,20 @@ NEEDS = ("model", "images")
 _REGISTRY: dict[str, TriggerBuilder] = {}
 _DOCS: dict[str, str] = {}
 _NEEDS: dict[str, tuple[str, ...]] = {}
+_FAMILIES: set[str] = set()
 
 
 def register_trigger(
-    name: str, source: str, needs: tuple[str, ...] = ()
+    name: str, source: str, needs: tuple[str, ...] = (), family: bool = False
 ) -> Callable[[TriggerBuilder], TriggerBuilder]:
     """Register ``builder(height, width, options, context) -> Trigger`` under ``name``.
 
     ``name`` is the trigger's config key; ``source`` cites the paper it comes from (shown in the
     README and the trigger's sidecar); ``needs`` lists what the builder reads from its
     :class:`TriggerContext` (``model``, ``images``), so the workflow knows which inputs to give.
+    A ``family`` builder also builds every config name ``<name>_<variant>`` (the naive low-pass
+    baselines ``lowpass_noise1``, ``lowpass_astronaut``, ... are variants of ``lowpass``), each
+    with its own options.
     """
     unknown = set(needs) - set(NEEDS)
     if unknown:
@@ -353,21 +378,39 @@ def register_trigger(
         _REGISTRY[name] = builder
         _DOCS[name] = source
         _NEEDS[name] = tuple(needs)
+        if family:
+            _FAMILIES.add(name)
         return builder
 
     return decorator
 
 
+def trigger_builder(name: str) -> str:
+    """The registered builder of config trigger ``name``: itself, or its family's.
+
+    ``lowpass_noise1`` -> ``lowpass``; an unknown name raises ``ConfigError`` listing the
+    registered ones.
+    """
+    if name in _REGISTRY:
+        return name
+    family = name.split("_", 1)[0]
+    if family in _FAMILIES and name != family:
+        return family
+    _check_registered(name)
+    return name
+
+
 def trigger_needs(name: str) -> tuple[str, ...]:
     """What trigger ``name`` is built from: a subset of ``("model", "images")``."""
-    _check_registered(name)
-    return _NEEDS[name]
+    return _NEEDS[trigger_builder(name)]
 
 
 def _check_registered(name: str) -> None:
     if name not in _REGISTRY:
+        families = ", ".join(f"{f}_<variant>" for f in sorted(_FAMILIES))
         raise ConfigError(
             f"unknown trigger {name!r}; registered triggers: {', '.join(available_triggers())}"
+            + (f" (and {families})" if families else "")
         )
 
 
@@ -377,9 +420,8 @@ def available_triggers() -> tuple[str, ...]:
 
 
 def trigger_source(name: str) -> str:
-    """The citation registered with trigger ``name``."""
-    _check_registered(name)
-    return _DOCS[name]
+    """The citation registered with trigger ``name`` (or its family)."""
+    return _DOCS[trigger_builder(name)]
 
 
 def build_trigger(
@@ -389,14 +431,20 @@ def build_trigger(
     options: dict | None = None,
     context: TriggerContext | None = None,
 ) -> Trigger:
-    """Build trigger ``name`` for ``height x width`` images from its config ``options``."""
-    _check_registered(name)
+    """Build trigger ``name`` for ``height x width`` images from its config ``options``.
+
+    A family variant (``lowpass_noise1``) is built by its family's builder and named ``name``.
+    """
+    builder = trigger_builder(name)
     context = context or TriggerContext()
-    missing = [need for need in _NEEDS[name] if getattr(context, need) is None]
+    missing = [need for need in _NEEDS[builder] if getattr(context, need) is None]
     if missing:
         raise ConfigError(f"trigger {name!r} is built from {', '.join(missing)}; none was given")
-    trigger = _REGISTRY[name](height, width, dict(options or {}), context)
-    trigger.meta.setdefault("source", _DOCS[name])
+    trigger = _REGISTRY[builder](height, width, dict(options or {}), context)
+    trigger.meta.setdefault("source", _DOCS[builder])
+    if builder != name:
+        trigger.name = name
+        trigger.meta["builder"] = builder
     return trigger
 
 
@@ -612,6 +660,6 @@ def save_preview(
 # Trigger builders and generator architectures defined in other modules; importing them here
 # registers them whenever this module is imported (they import this module, which is complete
 # by now, so the cycle is harmless).
-BUILTIN_MODULES = ("gan_trigger", "optimised_triggers")
+BUILTIN_MODULES = ("gan_trigger", "optimised_triggers", "smooth")
 for _module in BUILTIN_MODULES:
     importlib.import_module(f"{__package__}.{_module}")

@@ -2,7 +2,7 @@
 import torch
 
 from freqbackdoor.transfer import check_transfer_config
-from freqbackdoor.triggers import trigger_needs
+from freqbackdoor.triggers import trigger_builder, trigger_needs
 
 RAW = config["raw_dir"]
 DATASETS = list(config["datasets"])
@@ -13,6 +13,7 @@ DATASET_KEYS_FOR_RULES = (
     "reference_classifier",
     "detector",
     "paper_name",
+    "smooth",
 )
 DOMAINS = ["dct", "pixel"] if config["detection"]["image_domain"] else ["dct"]
 COMBINED_SOURCE = r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)+"  # "photos32+digits32"
@@ -45,14 +46,20 @@ def classifier_settings(dataset):
 
 
 def trigger_options(attack):
-    return config["triggers"].get(attack, {})
+    """The trigger's config; a naive low-pass one takes the smooth trigger's filter and range."""
+    options = dict(config["triggers"].get(attack, {}))
+    if trigger_builder(attack) == "lowpass":
+        smooth = config["triggers"].get("smooth", {})
+        shared = ("filter_size", "filter_sigma", "max_value", "strength")
+        options = {**{k: smooth[k] for k in shared if k in smooth}, **options}
+    return options
 
 
 def trigger_inputs(wildcards):
     """A clean test set (for the preview), plus the model and images the trigger is built from."""
     inputs = {"x_test": f"results/data/{wildcards.dataset}/x_test.npy"}
     source = reference_dataset(wildcards.dataset)
-    needs = trigger_needs(wildcards.attack)
+    needs = trigger_needs(trigger_builder(wildcards.attack))
     if "model" in needs:
         inputs["model"] = f"results/models/{source}/reference_cnn.pt"
         inputs["model_meta"] = f"results/models/{source}/reference_cnn.json"
@@ -111,7 +118,9 @@ def models_needed():
     """Datasets whose reference classifier some trigger needs (and each dataset's own)."""
     needed = []
     for dataset in DATASETS:
-        if any("model" in trigger_needs(a) for a in attacks_of(dataset)):
+        if any(
+            "model" in trigger_needs(trigger_builder(a)) for a in attacks_of(dataset)
+        ):
             needed.append(reference_dataset(dataset))
     trainable = [d for d in DATASETS if dataset_spec(d).get("test_fraction", 0) < 1]
     return sorted(set(needed) | set(trainable))
@@ -286,6 +295,7 @@ def all_outputs():
     outputs = ["results/tables/table8.md", "results/tables/highfreq_ratio.md"]
     outputs += detection_outputs()
     outputs += transfer_outputs()
+    outputs += smooth_outputs()
     for dataset in models_needed():
         outputs.append(f"results/models/{dataset}/reference_cnn.json")
     for dataset in DATASETS:
@@ -298,6 +308,137 @@ def all_outputs():
             ]
         outputs += dct_paths(dataset, ["clean", *attacks])
         for figure in ("figure1", "figure2", "figure5", "pairs"):
+            outputs += [
+                f"results/figures/{figure}/{dataset}.{ext}" for ext in ("png", "pdf")
+            ]
+    return outputs
+
+
+# --------------------------------------------------------------------------- Section 5
+
+
+def smooth_spec(dataset):
+    """Section 5 settings of ``dataset``: the global ``smooth`` block, then its overrides."""
+    spec = {**config["smooth"], **config["datasets"][dataset].get("smooth", {})}
+    spec.pop("datasets", None)
+    return spec
+
+
+def smooth_datasets():
+    return list(config["smooth"]["datasets"])
+
+
+def naive_triggers(dataset):
+    """The naive low-pass baselines (Section 5.3) of ``dataset``."""
+    return list(smooth_spec(dataset)["naive"])
+
+
+def filtered_triggers(dataset):
+    """Every low-pass trigger of ``dataset``: the smooth one, then the naive baselines."""
+    return ["smooth", *naive_triggers(dataset)]
+
+
+def poisoned_triggers(dataset):
+    """Triggers a model is poisoned with: smooth, naive baselines, classic ones for contrast."""
+    return [*filtered_triggers(dataset), *smooth_spec(dataset)["classic"]]
+
+
+def upgrade_triggers(dataset):
+    """Triggers the Section 4 detector is fine-tuned on: the smooth one, and one naive pattern."""
+    spec = smooth_spec(dataset)
+    lowpass = spec["lowpass_tune"]
+    return ["smooth", lowpass] if lowpass in naive_triggers(dataset) else ["smooth"]
+
+
+def section4_detector(dataset):
+    return f"results/detectors/{dataset}/{default_detector(dataset)}_dct"
+
+
+def poisoned_model_settings(dataset):
+    """The poisoned models' training recipe: the reference classifier's, then overrides."""
+    return {**classifier_settings(dataset), **smooth_spec(dataset)["poisoned_model"]}
+
+
+def poisoned_model_inputs(wildcards):
+    dataset, attack = wildcards.dataset, wildcards.attack
+    inputs = {
+        "x_train": f"results/data/{dataset}/x_train.npy",
+        "y_train": f"results/data/{dataset}/y_train.npy",
+        "x_test": f"results/data/{dataset}/x_test.npy",
+        "y_test": f"results/data/{dataset}/y_test.npy",
+        "meta": f"results/data/{dataset}/meta.json",
+        "trigger": f"results/triggers/{dataset}/{attack}.npz",
+        "x_triggered": f"results/poisoned/{dataset}/{attack}/x_test.npy",
+    }
+    return inputs
+
+
+def smooth_detection_inputs(wildcards):
+    dataset = wildcards.dataset
+    evaluated = poisoned_triggers(dataset)
+    detector = section4_detector(dataset)
+    return {
+        "model": f"{detector}.pt",
+        "meta": f"{detector}.json",
+        "tuned_models": [
+            f"results/smooth/{dataset}/detector_{t}.pt"
+            for t in upgrade_triggers(dataset)
+        ],
+        "tuned_metas": [
+            f"results/smooth/{dataset}/detector_{t}.json"
+            for t in upgrade_triggers(dataset)
+        ],
+        "x_train": f"results/data/{dataset}/x_train.npy",
+        "clean": f"results/dct/{dataset}/clean.npy",
+        "triggered": dct_paths(dataset, evaluated),
+    }
+
+
+def section5_inputs(wildcards):
+    inputs = {"reference": [], "triggers": [], "models": [], "histories": []}
+    inputs.update({"predictions": [], "filtered": [], "detection": [], "scores": []})
+    inputs.update({"distances": [], "clean_dct": [], "smooth_dct": []})
+    for dataset in smooth_datasets():
+        inputs["reference"].append(f"results/models/{dataset}/reference_cnn.json")
+        inputs["triggers"].append(f"results/triggers/{dataset}/smooth.npz")
+        for attack in poisoned_triggers(dataset):
+            stem = f"results/poisoned_models/{dataset}/{attack}"
+            inputs["models"].append(f"{stem}.json")
+            inputs["histories"].append(f"{stem}_history.csv")
+            inputs["predictions"].append(f"{stem}_predictions.npz")
+        inputs["filtered"].append(
+            f"results/poisoned_models/{dataset}/filtered/smooth.json"
+        )
+        inputs["detection"].append(f"results/smooth/{dataset}/detection.csv")
+        inputs["scores"].append(f"results/smooth/{dataset}/scores.npz")
+        inputs["distances"].append(f"results/smooth/{dataset}/figure4_distances.csv")
+        inputs["clean_dct"].append(f"results/dct/{dataset}/clean.npy")
+        inputs["smooth_dct"].append(f"results/dct/{dataset}/smooth.npy")
+    return inputs
+
+
+def figure3_inputs(wildcards):
+    dataset = wildcards.dataset
+    return {
+        "trigger": f"results/triggers/{dataset}/smooth.npz",
+        "x_test": f"results/data/{dataset}/x_test.npy",
+        "x_smooth": f"results/poisoned/{dataset}/smooth/x_test.npy",
+        "smooth_dct": f"results/dct/{dataset}/smooth.npy",
+        "figure1": figure1_inputs(wildcards),
+    }
+
+
+def smooth_outputs():
+    if not smooth_datasets():
+        return []
+    outputs = [
+        f"results/tables/{t}{s}.md"
+        for t in ("section5", "poisoned_models")
+        for s in ("", "_vs_paper")
+        if not (t == "poisoned_models" and s)
+    ]
+    for dataset in smooth_datasets():
+        for figure in ("figure3", "figure4", "poisoning"):
             outputs += [
                 f"results/figures/{figure}/{dataset}.{ext}" for ext in ("png", "pdf")
             ]
