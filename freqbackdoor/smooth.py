@@ -406,7 +406,8 @@ def generate_smooth_trigger(
 
     ``images`` are uint8 ``N x H x W x 3``: the first ``settings.samples`` form the search set
     ``X``, the next ``settings.holdout`` the disjoint set on which ``Err`` is estimated (the
-    share of images whose predicted label the trigger changes) and ``Domi`` taken. ``model``
+    share of images whose predicted label the trigger changes, against ``M(x)``, the images
+    normalised without a trigger) and ``Domi`` taken. ``model``
     (on ``device``, float NCHW input in [0, 1], logits out) is switched to eval mode for the
     search. The trigger starts at zero and the target at ``initial_target`` or a class drawn
     from ``seed``. Pass 0 evaluates the zero trigger (line 3, ``gamma_best = Err(X)``); each
@@ -437,7 +438,11 @@ def generate_smooth_trigger(
     )
     height, width = images.shape[1:3]
     with _Frozen(model):
-        clean = _predict(model, holdout_x)
+        # Labels are compared with those of M(x), the zero trigger inserted: the normalisation
+        # alone changes low-contrast images (a quarter of the demo's photo crops), and Err
+        # should measure the trigger. On CIFAR-10, M(x) is close to x (the authors compare
+        # with the clean prediction).
+        clean = _predict(model, patch_smooth(holdout_x, torch.zeros_like(holdout_x[:1]), 1.0))
         if num_classes is None:
             num_classes = getattr(model, "num_classes", None)
         if num_classes is None:

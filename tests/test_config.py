@@ -44,6 +44,11 @@ def _set(path, value):
         (_set(["triggers", "badnets", "colour"], "red"), "colour"),
         (_set(["device"], "tpu"), "device"),
         (_set(["seed"], -1), "seed"),
+        (_set(["smooth", "poison_share"], 1.5), "poison_share"),
+        (_set(["smooth", "naive"], ["badnets"]), "badnets"),
+        (_set(["triggers", "smooth", "sigma"], 6), "sigma"),
+        (_set(["triggers", "lowpass_noise1", "colour"], "red"), "colour"),
+        (_set(["datasets", "digits32", "smooth", "datasets"], ["photos32"]), "datasets"),
     ],
 )
 def test_bad_configs_are_rejected_naming_the_key(mutate, named):
@@ -70,6 +75,9 @@ def test_every_schema_key_is_documented_in_the_readme():
     keys = set(schema["properties"]) | set(schema["$defs"]["dataset"]["properties"])
     keys |= set(schema["$defs"]["classifier_settings"]["properties"])
     keys |= set(schema["$defs"]["detector_settings"]["properties"])
+    keys |= set(schema["$defs"]["smooth_settings"]["properties"])
+    for pattern in schema["properties"]["triggers"]["patternProperties"].values():
+        keys |= set(pattern["properties"])
     sections = ("triggers", "manipulations", "dct", "figure1", "figures", "highfreq")
     for section in (*sections, "detection", "table5", "figure6", "transfer"):
         for sub in schema["properties"][section].get("properties", {}).values():

@@ -54,6 +54,8 @@ TINY = {
         "trojan_sq": OPTIMISED,
         "l0_inv": {**OPTIMISED, "pixels": 2},
         "gan_tri": {"steps": 3, "batch_size": 2, "crop": 32, "width": 4},
+        "smooth": {"samples": 6, "holdout": 6, "max_passes": 2, "batch_size": 3, "deepfool_steps": 20, "filter_size": 5, "filter_sigma": 1.5},
+        "lowpass_noise1": {"source": "noise", "seed": 1},
     },
     "manipulations": {},
     "dct": {"chunk_size": 5},
@@ -87,7 +89,18 @@ TINY = {
             "table2": {"target": "digits", "columns": [{"source": "small"}, {"source": "small", "tune": True}]},
             "table4": {"target": "gray", "columns": [{"source": "small+digits", "tune": True}]},
         },
-        "budget_figure": {"target": "gray", "source": "small", "budgets": [2, 4], "repeats": 2},
+        "budget_figure": {"target": "gray", "source": "small", "budgets": [2, 4], "repeats": 1},
+    },
+    "smooth": {
+        "datasets": ["small"],
+        "naive": ["lowpass_noise1"],
+        "classic": ["badnets"],
+        "poison_share": 0.2,
+        "poisoned_model": {"epochs": 2},
+        "lowpass_tune": "lowpass_noise1",
+        "upgrade_samples": 10,
+        "fine_tune": {"epochs": 1, "batch_size": 4, "lr": 0.001},
+        "figure4_samples": 6,
     },
 }  # fmt: skip
 TINY["datasets"]["digits"] = {
@@ -206,7 +219,7 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
     assert sorted(widths.width.unique()) == [16, 32]
 
     # transfer (Tables 2 and 4, the budget figure): tuning rows never scored, weights changed
-    split = json.loads((results / "transfer/gray/small/tuned_b4_r1/split.json").read_text())
+    split = json.loads((results / "transfer/gray/small/tuned_b4_r0/split.json").read_text())
     assert len(split["fine_tune_rows"]) == 4 and len(split["test_rows"]) == 8
     assert not set(split["fine_tune_rows"]) & set(split["test_rows"])
     assert json.loads((results / "data/gray/meta.json").read_text())["counts"]["train"] == 0
@@ -227,8 +240,31 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
     assert len(combined["training_sets"]) == 2
     assert (results / "tables/table4_vs_paper.md").stat().st_size > 100
     budget = pd.read_csv(results / "tables/transfer_budget.csv")
-    assert sorted(budget[budget.stage == "tuned"].budget) == [2, 2, 4, 4]
+    assert sorted(budget[budget.stage == "tuned"].budget) == [2, 4]
     assert (results / "figures/transfer_budget.png").stat().st_size > 1000
+
+    # Section 5: the smooth trigger, poisoned models, the detector upgrade, table and figures
+    smooth = Trigger.load(results / "triggers/small/smooth.npz")
+    assert smooth.mode == "normalise" and 0 <= smooth.pattern.min() <= smooth.pattern.max() <= 0.2
+    assert smooth.meta["history"][0]["pass"] == 0 and smooth.meta["best_pass"] >= 0
+    lowpass = Trigger.load(results / "triggers/small/lowpass_noise1.npz")
+    assert lowpass.name == "lowpass_noise1" and lowpass.meta["builder"] == "lowpass"
+    history = pd.read_csv(results / "poisoned_models/small/smooth_history.csv")
+    assert list(history.epoch) == [1, 2] and history[["asr", "clean_acc"]].notna().all().all()
+    filtered = json.loads((results / "poisoned_models/small/filtered/smooth.json").read_text())
+    assert filtered["filtered"]["flagged"] >= filtered["filtered"]["poisoned_removed"] >= 0
+    poisoned_models = pd.read_csv(results / "tables/poisoned_models.csv")
+    assert len(poisoned_models) == 4  # smooth, one naive, badnets, smooth on the filtered set
+    assert poisoned_models[["asr", "clean_acc"]].apply(lambda c: c.between(0, 100)).all().all()
+    detection = pd.read_csv(results / "smooth/small/detection.csv")
+    assert set(detection.stage) == {"section4", "tuned_smooth", "tuned_lowpass_noise1"}
+    versus = pd.read_csv(results / "tables/section5_vs_paper.csv")
+    row = versus[(versus.dataset == "cifar10") & (versus.column == "asr")].iloc[0]
+    assert row.paper == pytest.approx(97.25) and 0 <= row.reproduced <= 100
+    before = versus[(versus.row == "detector_before_upgrade") & (versus.column == "bdr")]
+    assert np.isfinite(before[before.dataset == "cifar10"].reproduced.iloc[0])
+    for figure in ("figure3", "figure4", "poisoning"):
+        assert (results / "figures" / figure / "small.png").stat().st_size > 1000
 
     again = _snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from freqbackdoor.detection import detector_scores, validation_split
+from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.metrics import threshold_for_fpr
@@ -30,7 +31,13 @@ train_rows, val_rows = validation_split(
     x_train.shape[0], training["val_fraction"], training["seed"]
 )
 trigger = Trigger.load(snakemake.input.trigger)
-clean, triggered = upgrade_set(x_train[train_rows], trigger, params.samples, params.seed)
+try:
+    clean, triggered = upgrade_set(x_train[train_rows], trigger, params.samples, params.seed)
+except DataError as error:
+    raise ConfigError(
+        f"smooth.upgrade_samples (or datasets.{wildcards.dataset}.smooth.upgrade_samples) is "
+        f"{params.samples}: {error}"
+    ) from error
 settings = FineTuneSettings.from_config({**params.fine_tune, "seed": params.seed})
 log.info(
     "fine-tuning %s on %d clean + %d %s-patched images of %s: %s",
