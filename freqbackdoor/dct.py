@@ -14,6 +14,9 @@ Three implementations with one meaning:
   runs batched on a GPU and inside a training loop;
 - :func:`dct2_reference_loop`: the authors' per-image, per-channel ``scipy.fftpack`` loop, kept
   as the test oracle and the benchmark baseline.
+
+torch is imported only by the functions that use it, so jobs that only need the scipy
+transform (figures, tables, CPU-only caches) do not pay its two-second import.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ from __future__ import annotations
 import functools
 import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
 import scipy.fftpack
-import torch
 
 from .io import atomic_path, sha256_array, write_json
+
+if TYPE_CHECKING:  # torch is imported where it is used: the scipy path runs without it
+    import torch
 
 SPATIAL_AXES = (1, 2)  # images are N x H x W x C
 
@@ -58,8 +64,14 @@ def idct2(coefficients: np.ndarray, dtype: np.dtype | type = np.float32) -> np.n
 
 
 @functools.lru_cache(maxsize=32)
-def dct_matrix(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.Tensor:
-    """The ``n x n`` orthonormal DCT-II basis ``C`` with ``dct(v) = C @ v`` (rows are frequencies)."""
+def dct_matrix(n: int, dtype: torch.dtype | None = None, device: str = "cpu") -> torch.Tensor:
+    """The ``n x n`` orthonormal DCT-II basis ``C`` with ``dct(v) = C @ v`` (rows are frequencies).
+
+    ``dtype`` defaults to float32.
+    """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
     x = torch.arange(n, dtype=torch.float64).unsqueeze(0)
     basis = torch.cos(math.pi / n * (x + 0.5) * k) * math.sqrt(2.0 / n)
@@ -68,6 +80,8 @@ def dct_matrix(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu") 
 
 
 def _separable_transform(x: torch.Tensor, inverse: bool) -> torch.Tensor:
+    import torch
+
     _check_batch(x)
     if not x.is_floating_point():
         x = x.float()
@@ -110,6 +124,8 @@ def dct2_reference_loop(images: np.ndarray) -> np.ndarray:
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else the CPU; anything else is passed to torch."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -118,6 +134,9 @@ def resolve_device(device: str = "auto") -> torch.device:
 def dct2_batched(images: np.ndarray, device: str = "auto", chunk_size: int = 4096) -> np.ndarray:
     """float32 DCT of an array of any length, on the GPU when ``device`` resolves to CUDA."""
     target = resolve_device(device)
+    if target.type != "cpu":
+        import torch
+
     out = np.empty(images.shape, dtype=np.float32)
     for start in range(0, images.shape[0], chunk_size):
         chunk = images[start : start + chunk_size]

@@ -563,6 +563,7 @@ def poisoning_figure(
             ax.axhline(100 * baseline_acc, color="black", linestyle="--", linewidth=0.9)
             ax.text(1, 100 * baseline_acc + 1, "clean model", fontsize=7)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.set_ylim(0, 102)
         ax.grid(alpha=0.3)

@@ -3,8 +3,8 @@
 The paper's answer to frequency-based detectors is a trigger without high-frequency content:
 a universal perturbation toward one target class, searched with targeted DeepFool steps that
 are passed through a low-pass filter ``g`` before they are added, so the trigger stays smooth.
-This module implements the pieces and Algorithm 1 itself, with the authors' choices where the
-paper leaves them open (``../shared/reference/README.md``):
+This module implements the pieces and Algorithm 1 itself, with the choices of the authors'
+published scripts where the paper leaves them open:
 
 - ``g`` (:func:`lowpass`): a separable Gaussian of 30 taps and standard deviation 6 px, zero
   padding, applied to each channel separately;

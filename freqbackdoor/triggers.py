@@ -25,8 +25,9 @@ in the JSON ``fields``). Loading rebuilds the architecture from a registry of kn
 unpickles or executes anything from the file.
 
 New triggers register a builder with :func:`register_trigger`; the workflow looks them up by
-the name used in the config. Builders living in other modules are imported at the end of this
-module (:data:`BUILTIN_MODULES`) so that importing ``freqbackdoor.triggers`` registers them all.
+the name used in the config. Builders living in other modules (:data:`BUILTIN_MODULES`) are
+imported on the first registry look-up, so every look-up sees them all while loading and
+inserting a pattern trigger needs neither them nor torch.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class GeneratorWeights:
     def build(self, device: Any = "cpu") -> Any:
         """The module in eval mode on ``device``; ``ValueError`` if the weights do not fit it."""
         torch = _torch()
+        _load_builtins()
         factory = _GENERATORS.get(self.arch)
         if factory is None:
             raise ValueError(
@@ -391,6 +393,7 @@ def trigger_builder(name: str) -> str:
     ``lowpass_noise1`` -> ``lowpass``; an unknown name raises ``ConfigError`` listing the
     registered ones.
     """
+    _load_builtins()
     if name in _REGISTRY:
         return name
     family = name.split("_", 1)[0]
@@ -406,6 +409,7 @@ def trigger_needs(name: str) -> tuple[str, ...]:
 
 
 def _check_registered(name: str) -> None:
+    _load_builtins()
     if name not in _REGISTRY:
         families = ", ".join(f"{f}_<variant>" for f in sorted(_FAMILIES))
         raise ConfigError(
@@ -416,6 +420,7 @@ def _check_registered(name: str) -> None:
 
 def available_triggers() -> tuple[str, ...]:
     """Names of every registered trigger."""
+    _load_builtins()
     return tuple(_REGISTRY)
 
 
@@ -657,9 +662,18 @@ def save_preview(
         img.save(tmp, format="PNG")
 
 
-# Trigger builders and generator architectures defined in other modules; importing them here
-# registers them whenever this module is imported (they import this module, which is complete
-# by now, so the cycle is harmless).
+# Trigger builders and generator architectures defined in other modules. They are imported on
+# the first registry look-up (:func:`_load_builtins`), not with this module: they need torch,
+# and inserting a pattern trigger into images (a poisoned test set, a figure) does not.
 BUILTIN_MODULES = ("gan_trigger", "optimised_triggers", "smooth")
-for _module in BUILTIN_MODULES:
-    importlib.import_module(f"{__package__}.{_module}")
+_BUILTINS_LOADED = False
+
+
+def _load_builtins() -> None:
+    """Import :data:`BUILTIN_MODULES` once, which registers their builders and generators."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True  # first: the modules import this one and register into it
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
