@@ -12,6 +12,7 @@ rule detector:
         "logs/detector/{dataset}/{architecture}_{domain}.log",
     benchmark:
         "results/benchmarks/detector/{dataset}/{architecture}_{domain}.tsv"
+    priority: 2
     conda:
         ENV
     threads: 1

@@ -15,6 +15,7 @@ rule poisoned_model:
         "logs/poisoned_model/{dataset}/{attack}.log",
     benchmark:
         "results/benchmarks/poisoned_model/{dataset}/{attack}.tsv"
+    priority: 1
     conda:
         ENV
     threads: 1

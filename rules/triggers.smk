@@ -16,6 +16,7 @@ rule reference_classifier:
         "logs/reference_classifier/{dataset}.log",
     benchmark:
         "results/benchmarks/reference_classifier/{dataset}.tsv"
+    priority: 3
     conda:
         ENV
     threads: 2
