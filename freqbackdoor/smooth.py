@@ -440,8 +440,8 @@ def generate_smooth_trigger(
     with _Frozen(model):
         # Labels are compared with those of M(x), the zero trigger inserted: the normalisation
         # alone changes low-contrast images (a quarter of the demo's photo crops), and Err
-        # should measure the trigger. On CIFAR-10, M(x) is close to x (the authors compare
-        # with the clean prediction).
+        # should measure the trigger. For an image that spans [0, 1], M(x) is x (the authors
+        # compare with the clean prediction).
         clean = _predict(model, patch_smooth(holdout_x, torch.zeros_like(holdout_x[:1]), 1.0))
         if num_classes is None:
             num_classes = getattr(model, "num_classes", None)
