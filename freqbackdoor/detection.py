@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -419,6 +419,34 @@ def train_detector(
 # --------------------------------------------------------------------------- scoring
 
 
+def input_batches(
+    model: Detector,
+    inputs: np.ndarray,
+    transformed: bool,
+    batch_size: int,
+    device: torch.device,
+) -> Iterator[torch.Tensor]:
+    """``inputs`` as float ``N x 3 x H x W`` batches in the detector's domain, on ``device``.
+
+    ``inputs`` are uint8 images (``transformed=False``; put into the model's domain here) or,
+    for a DCT detector, float DCT coefficients ``N x H x W x 3`` as the DCT cache stores them
+    (a memory map is read one batch at a time). A wrong shape or domain raises ``DataError``.
+    """
+    inputs = np.asarray(inputs)
+    expected = (model.input_size, model.input_size, 3)
+    if inputs.ndim != 4 or inputs.shape[1:] != expected:
+        raise DataError(f"detector for {expected} inputs got an array of shape {inputs.shape}")
+    if transformed and model.domain != "dct":
+        raise DataError("only DCT detectors take pre-transformed inputs (the DCT cache)")
+    for start in range(0, inputs.shape[0], batch_size):
+        chunk = inputs[start : start + batch_size]
+        if transformed:
+            batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
+            yield batch.to(device).permute(0, 3, 1, 2)
+        else:
+            yield to_domain(chunk, model.domain, device)
+
+
 @torch.no_grad()
 def detector_scores(
     model: Detector,
@@ -436,22 +464,10 @@ def detector_scores(
     """
     target = resolve_device(device) if device is not None else next(model.parameters()).device
     batch_size = batch_size or (1024 if target.type == "cuda" else 128)
-    inputs = np.asarray(inputs)
-    expected = (model.input_size, model.input_size, 3)
-    if inputs.ndim != 4 or inputs.shape[1:] != expected:
-        raise DataError(f"detector for {expected} inputs got an array of shape {inputs.shape}")
-    if transformed and model.domain != "dct":
-        raise DataError("only DCT detectors take pre-transformed inputs (the DCT cache)")
     model.eval()
     dtype = _precision(target)
     scores = []
-    for start in range(0, inputs.shape[0], batch_size):
-        chunk = inputs[start : start + batch_size]
-        if transformed:
-            batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
-            batch = batch.to(target).permute(0, 3, 1, 2)
-        else:
-            batch = to_domain(chunk, model.domain, target)
+    for batch in input_batches(model, inputs, transformed, batch_size, target):
         with torch.autocast(target.type, dtype=dtype, enabled=dtype is not None):
             logits = model(batch).float()
         scores.append(torch.softmax(logits, dim=1)[:, 1].double().cpu().numpy())

@@ -242,6 +242,25 @@ def threshold_for_fpr(clean_scores: Any, target_fpr: float) -> float:
 # --------------------------------------------------------------------------- paper comparison
 
 
+def calibration_record(val_clean_scores: Any, target_fpr: float | None) -> dict[str, Any]:
+    """A detector sidecar's ``calibration``: its threshold for ``target_fpr`` on held-out clean scores.
+
+    ``threshold`` is None without a target rate or without held-out images (then the fixed
+    threshold applies); ``val_fpr_at_0.5`` is the rate the paper's fixed 0.5 would give.
+    """
+    scores = np.asarray(val_clean_scores, dtype=np.float64)
+    return {
+        "target_fpr": target_fpr,
+        "val_images": int(scores.size),
+        "val_fpr_at_0.5": float((scores >= 0.5).mean()) if scores.size else None,
+        "threshold": (
+            float(threshold_for_fpr(scores, target_fpr))
+            if target_fpr is not None and scores.size
+            else None
+        ),
+    }
+
+
 def load_paper_numbers(path: str | Path) -> dict[str, Any]:
     """The published numbers (``config/paper_numbers.yaml``) as a dict.
 

@@ -134,8 +134,8 @@ def section5_rows(
     put(SUMMARY, "asr_with_detector_at_inference", at_inference_after)
     put(SUMMARY, "asr_with_detector_filtering_training_set", filtered_both)
     put(SUMMARY, "asr_filtered_training_only", filtered_only)
-    put(SUMMARY, "filtered_poisoned_removed", filtered_info.get("poisoned_removed"))
-    put(SUMMARY, "filtered_clean_removed", filtered_info.get("clean_removed"))
+    put(SUMMARY, "filtered_poisoned_removed", filtered_info.get("removed_poisoned"))
+    put(SUMMARY, "filtered_clean_removed", filtered_info.get("lost_clean"))
 
     tuned = distances[distances["stage"] == "tuned_smooth"].sort_values("distance")
     if len(tuned):

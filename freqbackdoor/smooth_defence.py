@@ -16,9 +16,7 @@ comparison is defined. :func:`project_2d` gives a 2D view of the clusters for th
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,9 +25,9 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from .detection import Detector, _check_images, _optimizer, _precision, fit_epoch, to_domain
+from .detection import Detector, _check_images, input_batches
 from .errors import ConfigError, DataError
-from .transfer import FineTuneSettings
+from .transfer import FineTuneSettings, fine_tune_on_pairs
 from .triggers import Trigger
 
 _log = logging.getLogger(__name__)
@@ -55,49 +53,9 @@ def fine_tune_on_triggered(
     model is left untouched. Returns the tuned model (eval mode, on the input's device) and the
     history: per-epoch ``train_loss`` and ``train_acc``, ``samples``, ``seconds``.
     """
-    log = log or _log
-    clean, triggered = np.asarray(clean), np.asarray(triggered)
-    _check_images(clean, "clean fine-tuning images")
-    _check_images(triggered, "triggered fine-tuning images")
-    if clean.shape != triggered.shape:
-        raise DataError(
-            f"fine-tuning needs as many clean as triggered images of one size, got clean "
-            f"{clean.shape} and triggered {triggered.shape}"
-        )
-    if clean.shape[1] != model.input_size:
-        raise DataError(
-            f"the detector reads {model.input_size} px inputs, the fine-tuning images are "
-            f"{clean.shape[1]} px"
-        )
-    tuned = copy.deepcopy(model)
-    optimiser = _optimizer(tuned, settings)
-    target = next(tuned.parameters()).device
-    scaler = torch.amp.GradScaler("cuda", enabled=_precision(target) == torch.float16)
-    generator = torch.Generator().manual_seed(settings.seed)
-    history: dict[str, Any] = {"epoch": [], "train_loss": [], "train_acc": []}
-    epochs = range(settings.epochs)
-    if progress is not None:
-        epochs = progress(epochs, desc="smooth-trigger fine-tuning", total=settings.epochs)
-    started = time.perf_counter()
-    for epoch in epochs:
-        loss, acc = fit_epoch(
-            tuned,
-            optimiser,
-            clean,
-            triggered,
-            settings.batch_size,
-            generator,
-            scaler,
-            f"smooth-trigger fine-tuning in epoch {epoch + 1}; lower its lr (now {settings.lr})",
-        )
-        history["epoch"].append(epoch + 1)
-        history["train_loss"].append(loss)
-        history["train_acc"].append(acc)
-        log.info("smooth fine-tuning epoch %d: loss %.4f, train acc %.4f", epoch + 1, loss, acc)
-    tuned.eval()
-    history["samples"] = 2 * clean.shape[0]
-    history["seconds"] = round(time.perf_counter() - started, 3)
-    return tuned, history
+    return fine_tune_on_pairs(
+        model, clean, triggered, settings, "smooth.fine_tune", progress, log, "triggered"
+    )
 
 
 def upgrade_rows(n: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,11 +106,6 @@ def detector_features(
     model's mode is restored afterwards.
     """
     inputs = np.asarray(inputs)
-    expected = (model.input_size, model.input_size, 3)
-    if inputs.ndim != 4 or inputs.shape[1:] != expected:
-        raise DataError(f"detector for {expected} inputs got an array of shape {inputs.shape}")
-    if transformed and model.domain != "dct":
-        raise DataError("only DCT detectors take pre-transformed inputs (the DCT cache)")
     if not transformed and inputs.dtype != np.uint8:
         raise DataError(f"expected uint8 images (or transformed=True), got {inputs.dtype}")
     target = next(model.parameters()).device
@@ -160,13 +113,7 @@ def detector_features(
     model.eval()
     outputs = []
     try:
-        for start in range(0, inputs.shape[0], batch_size):
-            chunk = inputs[start : start + batch_size]
-            if transformed:
-                batch = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
-                batch = batch.to(target).permute(0, 3, 1, 2)
-            else:
-                batch = to_domain(chunk, model.domain, target)
+        for batch in input_batches(model, inputs, transformed, batch_size, target):
             features = model.body.features((batch - model.mean) / model.std)
             outputs.append(features.float().flatten(1).cpu().numpy())
     finally:

@@ -186,6 +186,70 @@ def check_disjoint(tune: np.ndarray, test: np.ndarray, n_test: int | None = None
             raise DataError(f"fine-tuning and test rows do not partition the {n_test} test images")
 
 
+def fine_tune_on_pairs(
+    model: Detector,
+    clean: np.ndarray,
+    positives: np.ndarray,
+    settings: FineTuneSettings,
+    where: str = "transfer.fine_tune",
+    progress: Callable | None = None,
+    log: logging.Logger | None = None,
+    positives_name: str = "manipulated",
+) -> tuple[Detector, dict[str, Any]]:
+    """A copy of ``model`` trained further on ``clean`` (label 0) and ``positives`` (label 1).
+
+    Both are uint8 images of the detector's size, as many of each. The standardisation buffers
+    stay the source detector's, so only the weights adapt; the input model is left untouched.
+    ``where`` names the config block of the settings and ``positives_name`` the positives in
+    errors and logs. Returns the tuned
+    model (eval mode, on the input's device) and the history: per-epoch ``train_loss`` and
+    ``train_acc``, ``samples``, ``seconds``.
+    """
+    log = log or _log
+    clean, positives = np.asarray(clean), np.asarray(positives)
+    _check_images(clean, "clean fine-tuning images")
+    _check_images(positives, f"{positives_name} fine-tuning images")
+    if clean.shape != positives.shape:
+        raise DataError(
+            f"fine-tuning needs as many clean as {positives_name} images of one size, got "
+            f"clean {clean.shape} and {positives_name} {positives.shape}"
+        )
+    if clean.shape[1] != model.input_size:
+        raise DataError(
+            f"the detector reads {model.input_size} px inputs, the fine-tuning images are "
+            f"{clean.shape[1]} px"
+        )
+    tuned = copy.deepcopy(model)
+    optimiser = _optimizer(tuned, settings)
+    target = next(tuned.parameters()).device
+    scaler = torch.amp.GradScaler("cuda", enabled=_precision(target) == torch.float16)
+    generator = torch.Generator().manual_seed(settings.seed)
+    history: dict[str, Any] = {"epoch": [], "train_loss": [], "train_acc": []}
+    epochs = range(settings.epochs)
+    if progress is not None:
+        epochs = progress(epochs, desc=f"fine-tuning ({where})", total=settings.epochs)
+    started = time.perf_counter()
+    for epoch in epochs:
+        loss, acc = fit_epoch(
+            tuned,
+            optimiser,
+            clean,
+            positives,
+            settings.batch_size,
+            generator,
+            scaler,
+            f"fine-tuning in epoch {epoch + 1}; lower {where}.lr (now {settings.lr})",
+        )
+        history["epoch"].append(epoch + 1)
+        history["train_loss"].append(loss)
+        history["train_acc"].append(acc)
+        log.info("fine-tuning epoch %d: loss %.4f, train acc %.4f", epoch + 1, loss, acc)
+    tuned.eval()
+    history["samples"] = 2 * clean.shape[0]
+    history["seconds"] = round(time.perf_counter() - started, 3)
+    return tuned, history
+
+
 def fine_tune_detector(
     model: Detector,
     images: np.ndarray,
@@ -197,50 +261,15 @@ def fine_tune_detector(
     """A copy of ``model`` trained further on ``images`` clean and with one random manipulation.
 
     As the paper's fine-tuning set: every clean target image plus one manipulated copy (drawn
-    once, seeded), labels 0 and 1. The standardisation buffers stay the source detector's, so
-    only the weights adapt. The input model is left untouched. Returns the tuned model (eval
-    mode, on the input's device) and the history: per-epoch ``train_loss`` and ``train_acc``,
-    ``samples`` (2 x images), ``seconds``.
+    once, seeded), labels 0 and 1 (:func:`fine_tune_on_pairs`). The input model is left
+    untouched. Returns the tuned model and the history (``samples`` = 2 x images).
     """
-    log = log or _log
-    params = params or ManipulationParams()
     images = np.asarray(images)
     _check_images(images, "fine-tuning images")
-    if images.shape[1] != model.input_size:
-        raise DataError(
-            f"the detector reads {model.input_size} px inputs, the fine-tuning images are "
-            f"{images.shape[1]} px"
-        )
-    tuned = copy.deepcopy(model)
-    manipulated = manipulated_copy(images, params, settings.seed, 0)
-    optimiser = _optimizer(tuned, settings)
-    target = next(tuned.parameters()).device
-    scaler = torch.amp.GradScaler("cuda", enabled=_precision(target) == torch.float16)
-    generator = torch.Generator().manual_seed(settings.seed)
-    history: dict[str, Any] = {"epoch": [], "train_loss": [], "train_acc": []}
-    epochs = range(settings.epochs)
-    if progress is not None:
-        epochs = progress(epochs, desc="fine-tuning", total=settings.epochs)
-    started = time.perf_counter()
-    for epoch in epochs:
-        loss, acc = fit_epoch(
-            tuned,
-            optimiser,
-            images,
-            manipulated,
-            settings.batch_size,
-            generator,
-            scaler,
-            f"fine-tuning in epoch {epoch + 1}; lower transfer.fine_tune.lr (now {settings.lr})",
-        )
-        history["epoch"].append(epoch + 1)
-        history["train_loss"].append(loss)
-        history["train_acc"].append(acc)
-        log.info("fine-tuning epoch %d: loss %.4f, train acc %.4f", epoch + 1, loss, acc)
-    tuned.eval()
-    history["samples"] = 2 * images.shape[0]
-    history["seconds"] = round(time.perf_counter() - started, 3)
-    return tuned, history
+    manipulated = manipulated_copy(images, params or ManipulationParams(), settings.seed, 0)
+    return fine_tune_on_pairs(
+        model, images, manipulated, settings, "transfer.fine_tune", progress, log
+    )
 
 
 def transfer_metrics(

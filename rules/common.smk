@@ -397,6 +397,7 @@ def smooth_detection_inputs(wildcards):
 def section5_inputs(wildcards):
     inputs = {"reference": [], "triggers": [], "models": [], "histories": []}
     inputs.update({"predictions": [], "filtered": [], "detection": [], "scores": []})
+    inputs.update({"filtered_history": [], "filtered_predictions": []})
     inputs.update({"distances": [], "clean_dct": [], "smooth_dct": []})
     for dataset in smooth_datasets():
         inputs["reference"].append(f"results/models/{dataset}/reference_cnn.json")
@@ -406,9 +407,10 @@ def section5_inputs(wildcards):
             inputs["models"].append(f"{stem}.json")
             inputs["histories"].append(f"{stem}_history.csv")
             inputs["predictions"].append(f"{stem}_predictions.npz")
-        inputs["filtered"].append(
-            f"results/poisoned_models/{dataset}/filtered/smooth.json"
-        )
+        filtered = f"results/poisoned_models/{dataset}/filtered/smooth"
+        inputs["filtered"].append(f"{filtered}.json")
+        inputs["filtered_history"].append(f"{filtered}_history.csv")
+        inputs["filtered_predictions"].append(f"{filtered}_predictions.npz")
         inputs["detection"].append(f"results/smooth/{dataset}/detection.csv")
         inputs["scores"].append(f"results/smooth/{dataset}/scores.npz")
         inputs["distances"].append(f"results/smooth/{dataset}/figure4_distances.csv")

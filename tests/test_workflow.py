@@ -252,7 +252,7 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
     history = pd.read_csv(results / "poisoned_models/small/smooth_history.csv")
     assert list(history.epoch) == [1, 2] and history[["asr", "clean_acc"]].notna().all().all()
     filtered = json.loads((results / "poisoned_models/small/filtered/smooth.json").read_text())
-    assert filtered["filtered"]["flagged"] >= filtered["filtered"]["poisoned_removed"] >= 0
+    assert filtered["filtered"]["flagged"] >= filtered["filtered"]["removed_poisoned"] >= 0
     poisoned_models = pd.read_csv(results / "tables/poisoned_models.csv")
     assert len(poisoned_models) == 4  # smooth, one naive, badnets, smooth on the filtered set
     assert poisoned_models[["asr", "clean_acc"]].apply(lambda c: c.between(0, 100)).all().all()

@@ -7,7 +7,7 @@ from freqbackdoor.detection import DetectorSettings, train_detector
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.manipulations import ManipulationParams
-from freqbackdoor.metrics import threshold_for_fpr
+from freqbackdoor.metrics import calibration_record
 from freqbackdoor.models import count_parameters
 from freqbackdoor.training import save_checkpoint
 from freqbackdoor.transfer import combine_training_sets
@@ -43,18 +43,9 @@ model, history = train_detector(
     progress=progress,
     log=log,
 )
-target_fpr = snakemake.params.target_fpr
-val_clean = history["val_clean_scores"]
 calibration = {
-    "target_fpr": target_fpr,
-    "val_images": history["val_images"],
+    **calibration_record(history["val_clean_scores"], snakemake.params.target_fpr),
     "val_acc": history["val_acc"],
-    "val_fpr_at_0.5": float((val_clean >= 0.5).mean()) if val_clean.size else None,
-    "threshold": (
-        float(threshold_for_fpr(val_clean, target_fpr))
-        if target_fpr is not None and val_clean.size
-        else None
-    ),
 }
 save_checkpoint(
     model,

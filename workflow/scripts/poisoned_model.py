@@ -16,7 +16,12 @@ from freqbackdoor.detection import detector_scores
 from freqbackdoor.io import atomic_path, load_npy, read_json
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.models import ReferenceCNN, build_model
-from freqbackdoor.poisoning import filter_training_set, poison_training_set, train_poisoned_model
+from freqbackdoor.poisoning import (
+    filter_summary,
+    filter_training_set,
+    poison_training_set,
+    train_poisoned_model,
+)
 from freqbackdoor.training import TrainSettings, load_checkpoint, predict_logits, save_checkpoint
 from freqbackdoor.triggers import Trigger
 
@@ -49,15 +54,11 @@ if params.filtered:
     x_poisoned, _, rows = poison_training_set(x_train, y_train, trigger, params.share, params.seed)
     scores = detector_scores(detector, x_poisoned)
     keep = filter_training_set(scores, threshold)
-    poisoned = np.zeros(x_train.shape[0], dtype=bool)
-    poisoned[rows] = True
     filtering = {
         "detector": snakemake.input.detector,
         "threshold": threshold,
         "flagged": int((~keep).sum()),
-        "poisoned_removed": int((~keep & poisoned).sum()),
-        "poisoned_kept": int((keep & poisoned).sum()),
-        "clean_removed": int((~keep & ~poisoned).sum()),
+        **filter_summary(keep, rows),
     }
     log.info("detector filter: %s", filtering)
     del x_poisoned

@@ -41,8 +41,8 @@ for i, dataset in enumerate(params.datasets):
         histories[attack] = pd.read_csv(history_path)
         predictions[attack] = npz(predictions_path)
     filtered_meta = read_json(inputs.filtered[i])
-    filtered_predictions = npz(inputs.filtered[i].replace(".json", "_predictions.npz"))
-    filtered_history = pd.read_csv(inputs.filtered[i].replace(".json", "_history.csv"))
+    filtered_predictions = npz(inputs.filtered_predictions[i])
+    filtered_history = pd.read_csv(inputs.filtered_history[i])
     ratio = highfreq_table(
         [(dataset, "smooth", inputs.clean_dct[i], inputs.smooth_dct[i])],
         cutoff=params.highfreq["cutoff"],

@@ -13,7 +13,7 @@ from freqbackdoor.detection import detector_scores, validation_split
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
-from freqbackdoor.metrics import threshold_for_fpr
+from freqbackdoor.metrics import calibration_record
 from freqbackdoor.smooth_defence import fine_tune_on_triggered, upgrade_set
 from freqbackdoor.training import load_checkpoint, save_checkpoint
 from freqbackdoor.transfer import FineTuneSettings
@@ -52,17 +52,7 @@ tuned, history = fine_tune_on_triggered(
     model, clean, triggered, settings, progress=progress, log=log
 )
 val_clean = detector_scores(tuned, x_train[val_rows]) if val_rows.size else np.empty(0)
-target_fpr = params.target_fpr
-calibration = {
-    "target_fpr": target_fpr,
-    "val_images": int(val_rows.size),
-    "val_fpr_at_0.5": float((val_clean >= 0.5).mean()) if val_clean.size else None,
-    "threshold": (
-        float(threshold_for_fpr(val_clean, target_fpr))
-        if target_fpr is not None and val_clean.size
-        else None
-    ),
-}
+calibration = calibration_record(val_clean, params.target_fpr)
 save_checkpoint(
     tuned,
     snakemake.output.model,
