@@ -39,6 +39,8 @@ wildcard_constraints:
     source=r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*",
     budget="[0-9]+",
     repeat="[0-9]+",
+    kind="[a-z0-9_]+",
+    group="[0-9]+",
 
 
 include: "rules/data.smk"
@@ -47,6 +49,7 @@ include: "rules/frequency.smk"
 include: "rules/detection.smk"
 include: "rules/transfer.smk"
 include: "rules/smooth.smk"
+include: "rules/mna.smk"
 
 
 rule all:

@@ -616,3 +616,44 @@ def distance_figure(distances: pd.DataFrame, projection: pd.DataFrame, title: st
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def mna_roc_figure(scores: pd.DataFrame, title: str) -> plt.Figure:
+    """MNA's ROC curves on the target models: one panel per stage (before/after the upgrade),
+    one curve per trojaned kind against the clean targets, from the scores averaged over the
+    meta-training seeds (the legend gives that curve's AUC)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    stages = list(dict.fromkeys(scores["stage"]))
+    mean = scores.groupby(["stage", "kind", "index"], sort=False, as_index=False).agg(
+        score=("score", "mean"), trojaned=("trojaned", "first")
+    )
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.6 * len(stages), 4.3), squeeze=False)
+    palette = sns.color_palette("tab10")
+    for ax, stage in zip(axes[0], stages, strict=True):
+        frame = mean[mean["stage"] == stage]
+        clean = frame[frame["kind"] == "clean"]
+        kinds = [k for k in dict.fromkeys(frame.loc[frame["trojaned"] == 1, "kind"])]
+        for i, kind in enumerate(kinds):
+            pair = pd.concat([clean, frame[frame["kind"] == kind]])
+            fpr, tpr, _ = roc_curve(pair["trojaned"], pair["score"])
+            auc = roc_auc_score(pair["trojaned"], pair["score"])
+            ax.plot(
+                fpr,
+                tpr,
+                drawstyle="steps-post",
+                color=palette[i % len(palette)],
+                linewidth=2.2 if kind == "smooth" else 1.3,
+                label=f"{display_name(kind)} (AUC {auc:.2f})",
+            )
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.9)
+        ax.set_title(f"{stage} the smooth-trigger upgrade")
+        ax.set_xlabel("false positive rate (clean targets)")
+        ax.set_ylabel("true positive rate (trojaned targets)")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,6 +1,7 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
 import torch
 
+from freqbackdoor.mna import check_mna_config
 from freqbackdoor.transfer import check_transfer_config
 from freqbackdoor.triggers import trigger_builder, trigger_needs
 
@@ -18,6 +19,11 @@ DATASET_KEYS_FOR_RULES = (
 DOMAINS = ["dct", "pixel"] if config["detection"]["image_domain"] else ["dct"]
 COMBINED_SOURCE = r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)+"  # "photos32+digits32"
 check_transfer_config(config["transfer"], config["datasets"])
+check_mna_config(
+    config["mna"],
+    config["smooth"]["datasets"],
+    {d: spec["attacks"] for d, spec in config["datasets"].items()},
+)
 
 
 def attacks_of(dataset):
@@ -296,6 +302,7 @@ def all_outputs():
     outputs += detection_outputs()
     outputs += transfer_outputs()
     outputs += smooth_outputs()
+    outputs += mna_outputs()
     for dataset in models_needed():
         outputs.append(f"results/models/{dataset}/reference_cnn.json")
     for dataset in DATASETS:
@@ -444,4 +451,108 @@ def smooth_outputs():
             outputs += [
                 f"results/figures/{figure}/{dataset}.{ext}" for ext in ("png", "pdf")
             ]
+    return outputs
+
+
+# --------------------------------------------------------------------------- Section 5.4: MNA
+
+
+def mna_datasets():
+    return list(config.get("mna", {}).get("datasets", []))
+
+
+def mna_spec(dataset):
+    """MNA settings of ``dataset``: the global ``mna`` block (datasets left out)."""
+    spec = dict(config["mna"])
+    spec.pop("datasets", None)
+    return spec
+
+
+def mna_counts(dataset, role):
+    """Models per kind: shadow (benign, jumbo, smooth) or target (clean, smooth, classic)."""
+    spec = mna_spec(dataset)
+    if role == "shadow":
+        return dict(spec["shadow_models"])
+    counts = {k: spec["target_models"][k] for k in ("clean", "smooth")}
+    counts.update({attack: spec["target_models"]["classic"] for attack in spec["classic"]})
+    return {kind: n for kind, n in counts.items() if n > 0}
+
+
+def mna_groups(dataset, role, kind):
+    """Job groups of ``kind``: ``models_per_job`` models each, the last one the remainder."""
+    count = mna_counts(dataset, role).get(kind, 0)
+    per_job = mna_spec(dataset)["models_per_job"]
+    return [str(g) for g in range(-(-count // per_job))]
+
+
+def mna_group_indices(dataset, role, kind, group):
+    count = mna_counts(dataset, role)[kind]
+    per_job = mna_spec(dataset)["models_per_job"]
+    start = int(group) * per_job
+    return list(range(start, min(start + per_job, count)))
+
+
+def mna_group_paths(dataset, role, kind, ext):
+    return [
+        f"results/mna/{dataset}/{role}/{kind}_{g}.{ext}"
+        for g in mna_groups(dataset, role, kind)
+    ]
+
+
+def mna_training_settings(dataset):
+    """The shadow and target models' recipe: the poisoned models', then ``mna.training``."""
+    return {**poisoned_model_settings(dataset), **mna_spec(dataset)["training"]}
+
+
+def mna_search_settings(dataset):
+    """Algorithm 1 on the shadow models: ``triggers.smooth``, then ``mna.smooth_shadow.search``."""
+    search = mna_spec(dataset)["smooth_shadow"].get("search", {})
+    return {**config["triggers"].get("smooth", {}), **search}
+
+
+def mna_data_inputs(dataset):
+    return {
+        "x_train": f"results/data/{dataset}/x_train.npy",
+        "y_train": f"results/data/{dataset}/y_train.npy",
+        "x_test": f"results/data/{dataset}/x_test.npy",
+        "y_test": f"results/data/{dataset}/y_test.npy",
+        "meta": f"results/data/{dataset}/meta.json",
+    }
+
+
+def mna_shadow_inputs(wildcards):
+    """The data; smooth shadow models also the benign ones Algorithm 1 searches on."""
+    inputs = mna_data_inputs(wildcards.dataset)
+    if wildcards.kind == "smooth":
+        inputs["benign"] = mna_group_paths(wildcards.dataset, "shadow", "benign", "pt")
+        inputs["benign_meta"] = mna_group_paths(wildcards.dataset, "shadow", "benign", "json")
+    return inputs
+
+
+def mna_target_inputs(wildcards):
+    """The data; poisoned target models also the dataset's trigger of that name."""
+    inputs = mna_data_inputs(wildcards.dataset)
+    if wildcards.kind != "clean":
+        inputs["trigger"] = f"results/triggers/{wildcards.dataset}/{wildcards.kind}.npz"
+    return inputs
+
+
+def mna_meta_inputs(wildcards):
+    dataset = wildcards.dataset
+    inputs = {"shadow": [], "shadow_meta": [], "targets": [], "target_meta": []}
+    for kind in mna_counts(dataset, "shadow"):
+        inputs["shadow"] += mna_group_paths(dataset, "shadow", kind, "pt")
+        inputs["shadow_meta"] += mna_group_paths(dataset, "shadow", kind, "json")
+    for kind in mna_counts(dataset, "target"):
+        inputs["targets"] += mna_group_paths(dataset, "target", kind, "pt")
+        inputs["target_meta"] += mna_group_paths(dataset, "target", kind, "json")
+    return inputs
+
+
+def mna_outputs():
+    if not mna_datasets():
+        return []
+    outputs = [f"results/tables/mna{s}.{e}" for s in ("", "_vs_paper") for e in ("md", "csv")]
+    for dataset in mna_datasets():
+        outputs += [f"results/figures/mna_roc/{dataset}.{e}" for e in ("png", "pdf")]
     return outputs

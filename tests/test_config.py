@@ -79,7 +79,7 @@ def test_every_schema_key_is_documented_in_the_readme():
     for pattern in schema["properties"]["triggers"]["patternProperties"].values():
         keys |= set(pattern["properties"])
     sections = ("triggers", "manipulations", "dct", "figure1", "figures", "highfreq")
-    for section in (*sections, "detection", "table5", "figure6", "transfer"):
+    for section in (*sections, "detection", "table5", "figure6", "transfer", "mna"):
         for sub in schema["properties"][section].get("properties", {}).values():
             keys |= set(sub.get("properties", {}))
         keys |= set(schema["properties"][section].get("properties", {}))

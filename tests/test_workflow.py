@@ -102,6 +102,20 @@ TINY = {
         "fine_tune": {"epochs": 1, "batch_size": 4, "lr": 0.001},
         "figure4_samples": 6,
     },
+    "mna": {
+        "datasets": ["small"],
+        "shadow_share": 0.4,
+        "target_share": 0.5,
+        "shadow_models": {"benign": 2, "jumbo": 2, "smooth": 2},
+        "target_models": {"clean": 2, "smooth": 2, "classic": 1},
+        "classic": ["badnets"],
+        "models_per_job": 2,
+        "stacked": True,
+        "training": {"epochs": 1, "batch_size": 8},
+        "smooth_shadow": {"algorithm1_share": 0.5},
+        "meta": {"queries": 2, "hidden": 4, "epochs": 2},
+        "seeds": 2,
+    },
 }  # fmt: skip
 TINY["datasets"]["digits"] = {
     "source": "embedded_digits",
@@ -265,6 +279,19 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
     assert np.isfinite(before[before.dataset == "cifar10"].reproduced.iloc[0])
     for figure in ("figure3", "figure4", "poisoning"):
         assert (results / "figures" / figure / "small.png").stat().st_size > 1000
+
+    # Section 5.4: MNA's shadow and target models, the meta-classifier, table, comparison, ROC
+    jumbo = json.loads((results / "mna/small/shadow/jumbo_0.json").read_text())
+    assert [m["trigger"]["family"] in ("patch", "blend") for m in jumbo["models"]] == [True] * 2
+    smooth_shadow = json.loads((results / "mna/small/shadow/smooth_0.json").read_text())
+    assert [m["trigger"]["family"] for m in smooth_shadow["models"]] == ["lowpass", "algorithm1"]
+    mna = pd.read_csv(results / "tables/mna.csv")
+    assert set(mna.targets) == {"smooth", "badnets"}
+    assert mna[["auc_before", "auc_after"]].stack().between(0, 1).all()
+    versus = pd.read_csv(results / "tables/mna_vs_paper.csv")
+    before = versus[(versus.row == "smooth") & (versus.column == "auc_before")].iloc[0]
+    assert before.paper == pytest.approx(0.0776) and 0 <= before.reproduced <= 1
+    assert (results / "figures/mna_roc/small.png").stat().st_size > 1000
 
     again = _snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

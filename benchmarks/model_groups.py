@@ -1,0 +1,113 @@
+"""Models per hour of MNTD-style group training: stacked (``vmap``) against one model at a time.
+
+:func:`freqbackdoor.model_groups.train_model_group` trains K ReferenceCNN classifiers, each on
+its own synthetic uint8 set (N=350 32x32 images per model, 10 classes, batch 64, 2 epochs, Adam
+by default), once sequentially and once stacked, in the same run and on the same data and seeds.
+The table gives wall time, models per hour and the stacked/sequential ratio of models per hour
+for each K. Each case is preceded by an untimed warm-up group of one model.
+
+Usage: ``python benchmarks/model_groups.py [--groups 1 4 8] [--device cpu] [--threads 2]
+[--out results/benchmarks/model_groups.csv]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from freqbackdoor.dct import resolve_device
+from freqbackdoor.model_groups import train_model_group
+from freqbackdoor.models import build_model
+from freqbackdoor.training import TrainSettings
+
+
+def synthetic_sets(k: int, n: int, size: int, classes: int, seed: int) -> tuple[list, list]:
+    """K random uint8 ``n x size x size x 3`` training sets with random labels."""
+    rng = np.random.default_rng(seed)
+    xs = [rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8) for _ in range(k)]
+    ys = [rng.integers(0, classes, size=n) for _ in range(k)]
+    return xs, ys
+
+
+def time_group(
+    k: int, stacked: bool, settings: TrainSettings, args: argparse.Namespace
+) -> dict[str, float]:
+    xs, ys = synthetic_sets(k, args.samples, args.size, args.classes, seed=k)
+    models = [build_model("reference_cnn", args.classes, args.size, seed=i) for i in range(k)]
+    history = train_model_group(
+        models, xs, ys, settings, list(range(k)), args.device, stacked=stacked
+    )
+    return history
+
+
+def run(args: argparse.Namespace) -> pd.DataFrame:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    settings = TrainSettings(
+        epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, optimizer=args.optimizer
+    )
+    for stacked in (False, True):  # warm-up: first-call costs (allocator, vmap tracing, cudnn)
+        time_group(1, stacked, settings, args)
+    rows = []
+    for k in args.groups:
+        per_mode = {}
+        for stacked in (False, True):
+            history = time_group(k, stacked, settings, args)
+            per_mode[history["mode"]] = history
+        for mode in ("sequential", "stacked"):
+            history = per_mode[mode]
+            rows.append(
+                {
+                    "mode": mode,
+                    "K": k,
+                    "seconds": round(history["seconds"], 2),
+                    "models_per_hour": round(history["models_per_hour"], 1),
+                    "samples_per_s": round(history["samples_per_second"], 1),
+                    "ratio_stacked_over_sequential": round(
+                        per_mode["stacked"]["models_per_hour"]
+                        / per_mode["sequential"]["models_per_hour"],
+                        3,
+                    ),
+                    "device": torch.cuda.get_device_name(device)
+                    if device.type == "cuda"
+                    else "cpu",
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    print()
+    print(
+        f"{args.samples} images of {args.size}x{args.size} per model, batch {args.batch_size}, "
+        f"{args.epochs} epochs, {args.optimizer}, {torch.get_num_threads()} torch threads"
+    )
+    print(table.to_markdown(index=False))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, nargs="+", default=[1, 4, 8], help="values of K")
+    parser.add_argument("--samples", type=int, default=350, help="training images per model")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: default)")
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/model_groups.csv"))
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
