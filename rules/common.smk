@@ -474,7 +474,9 @@ def mna_counts(dataset, role):
     if role == "shadow":
         return dict(spec["shadow_models"])
     counts = {k: spec["target_models"][k] for k in ("clean", "smooth")}
-    counts.update({attack: spec["target_models"]["classic"] for attack in spec["classic"]})
+    counts.update(
+        {attack: spec["target_models"]["classic"] for attack in spec["classic"]}
+    )
     return {kind: n for kind, n in counts.items() if n > 0}
 
 
@@ -525,7 +527,9 @@ def mna_shadow_inputs(wildcards):
     inputs = mna_data_inputs(wildcards.dataset)
     if wildcards.kind == "smooth":
         inputs["benign"] = mna_group_paths(wildcards.dataset, "shadow", "benign", "pt")
-        inputs["benign_meta"] = mna_group_paths(wildcards.dataset, "shadow", "benign", "json")
+        inputs["benign_meta"] = mna_group_paths(
+            wildcards.dataset, "shadow", "benign", "json"
+        )
     return inputs
 
 
@@ -552,7 +556,9 @@ def mna_meta_inputs(wildcards):
 def mna_outputs():
     if not mna_datasets():
         return []
-    outputs = [f"results/tables/mna{s}.{e}" for s in ("", "_vs_paper") for e in ("md", "csv")]
+    outputs = [
+        f"results/tables/mna{s}.{e}" for s in ("", "_vs_paper") for e in ("md", "csv")
+    ]
     for dataset in mna_datasets():
         outputs += [f"results/figures/mna_roc/{dataset}.{e}" for e in ("png", "pdf")]
     return outputs

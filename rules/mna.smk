@@ -29,7 +29,9 @@ rule mna_shadow_models:
         settings=lambda wc: mna_training_settings(wc.dataset),
         share=None,
         smooth=lambda wc: mna_search_settings(wc.dataset),
-        algorithm1_share=lambda wc: mna_spec(wc.dataset)["smooth_shadow"]["algorithm1_share"],
+        algorithm1_share=lambda wc: mna_spec(wc.dataset)["smooth_shadow"][
+            "algorithm1_share"
+        ],
         shadow_share=lambda wc: mna_spec(wc.dataset)["shadow_share"],
         target_share=lambda wc: mna_spec(wc.dataset)["target_share"],
         stacked=lambda wc: mna_spec(wc.dataset)["stacked"],
