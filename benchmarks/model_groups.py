@@ -4,7 +4,9 @@
 its own synthetic uint8 set (N=350 32x32 images per model, 10 classes, batch 64, 2 epochs, Adam
 by default), once sequentially and once stacked, in the same run and on the same data and seeds.
 The table gives wall time, models per hour and the stacked/sequential ratio of models per hour
-for each K. Each case is preceded by an untimed warm-up group of one model.
+for each K, after an untimed warm-up group of one model per mode. ``cpu_seconds`` is the
+process's CPU time (all threads): on a shared machine wall time grows with other jobs' load,
+CPU time much less, so a ratio of the two far below ``--threads`` means the run was contended.
 
 Usage: ``python benchmarks/model_groups.py [--groups 1 4 8] [--device cpu] [--threads 2]
 [--out results/benchmarks/model_groups.csv]``.
@@ -13,7 +15,9 @@ Usage: ``python benchmarks/model_groups.py [--groups 1 4 8] [--device cpu] [--th
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,12 +39,15 @@ def synthetic_sets(k: int, n: int, size: int, classes: int, seed: int) -> tuple[
 
 def time_group(
     k: int, stacked: bool, settings: TrainSettings, args: argparse.Namespace
-) -> dict[str, float]:
+) -> dict[str, Any]:
+    """Train a fresh group of ``k`` models on new synthetic sets; its history plus CPU time."""
     xs, ys = synthetic_sets(k, args.samples, args.size, args.classes, seed=k)
     models = [build_model("reference_cnn", args.classes, args.size, seed=i) for i in range(k)]
+    cpu_start = time.process_time()
     history = train_model_group(
         models, xs, ys, settings, list(range(k)), args.device, stacked=stacked
     )
+    history["cpu_seconds"] = time.process_time() - cpu_start
     return history
 
 
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                     "mode": mode,
                     "K": k,
                     "seconds": round(history["seconds"], 2),
+                    "cpu_seconds": round(history["cpu_seconds"], 2),
                     "models_per_hour": round(history["models_per_hour"], 1),
                     "samples_per_s": round(history["samples_per_second"], 1),
                     "ratio_stacked_over_sequential": round(

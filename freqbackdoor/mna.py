@@ -409,7 +409,7 @@ def auc_summary(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
     ``scores`` has one row per (``stage``, ``seed``, target model) with ``kind`` (``clean`` or
     a trigger), ``trojaned`` (0/1) and ``score``. Each trojaned kind is measured against the
     clean targets: ``auc`` (mean over seeds, with ``auc_low``/``auc_high``, the 95%
-    t-interval), ``detection_rate`` (share of that kind's models flagged at ``threshold``,
+    t-interval clipped to [0, 1]), ``detection_rate`` (share of that kind's models flagged at ``threshold``,
     percent) and ``accuracy`` (clean and that kind together, percent), both means over seeds.
     """
     records = []
@@ -425,6 +425,7 @@ def auc_summary(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
                 right = np.sum(clean <= threshold) + np.sum(trojaned > threshold)
                 accuracies.append(100.0 * right / (clean.size + trojaned.size))
             mean, low, high = mean_interval(aucs)
+            low, high = max(low, 0.0), min(high, 1.0)  # an AUC lies in [0, 1]
             records.append(
                 {
                     "stage": stage,

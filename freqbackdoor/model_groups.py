@@ -67,10 +67,10 @@ def _check_group(
         )
     if not models:
         raise ConfigError("train_model_group: empty group of models")
-    counts = {"models": len(models), "x_sets": len(x_sets), "y_sets": len(y_sets)}
-    counts["seeds"] = len(seeds)
+    counts = {"models": models, "x_sets": x_sets, "y_sets": y_sets, "seeds": seeds}
+    counts = {name: len(items) for name, items in counts.items()}
     if len(set(counts.values())) != 1:
-        listed = ", ".join(f"{len_} {name}" for name, len_ in counts.items())
+        listed = ", ".join(f"{count} {name}" for name, count in counts.items())
         raise ConfigError(
             f"train_model_group: one image set, label set and seed per model; got {listed}"
         )
@@ -106,10 +106,6 @@ def _param_dtype(model: nn.Module) -> torch.dtype:
     """The dtype inputs are cast to: float32 normally, float64 for a ``model.double()``."""
     param = next(model.parameters(), None)
     return param.dtype if param is not None else torch.float32
-
-
-def _epoch_orders(generators: list[torch.Generator], n: int) -> list[torch.Tensor]:
-    return [torch.randperm(n, generator=g) for g in generators]
 
 
 def _train_sequential(
@@ -206,7 +202,8 @@ def _train_stacked(
     losses: list[list[float]] = [[] for _ in range(k)]
     accs: list[list[float]] = [[] for _ in range(k)]
     for epoch in range(1, settings.epochs + 1):
-        order = torch.stack(_epoch_orders(generators, n)).to(device)  # K x N
+        order = torch.stack([torch.randperm(n, generator=g) for g in generators])
+        order = order.to(device)  # K x N, row i from model i's generator
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, dtype=torch.int64, device=device)
         for start in range(0, n, settings.batch_size):
@@ -269,6 +266,8 @@ def train_model_group(
     ``stacked=True`` trains the whole group at once (see the module docstring); it needs every
     set to have the same size, and falls back to sequential training (logged) when they
     differ, since the result is the same either way. The models end on ``device`` in eval mode.
+    Inputs are cast to the parameters' dtype (float32, or float64 after ``model.double()``,
+    which the tests use to compare the two modes without float32 rounding).
 
     Returns the history: ``mode`` ("stacked" or "sequential", the mode actually used),
     ``models`` (K), ``epochs``, ``train_loss`` and ``train_acc`` (per model, per epoch, on the
