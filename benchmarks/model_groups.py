@@ -2,14 +2,17 @@
 
 :func:`freqbackdoor.model_groups.train_model_group` trains K ReferenceCNN classifiers, each on
 its own synthetic uint8 set (N=350 32x32 images per model, 10 classes, batch 64, 2 epochs, Adam
-by default), once sequentially and once stacked, in the same run and on the same data and seeds.
-The table gives wall time, models per hour and the stacked/sequential ratio of models per hour
-for each K, after an untimed warm-up group of one model per mode. ``cpu_seconds`` is the
-process's CPU time (all threads): on a shared machine wall time grows with other jobs' load,
-CPU time much less, so a ratio of the two far below ``--threads`` means the run was contended.
+by default), sequentially and stacked, in the same run, on the same kind of data and seeds.
 
-Usage: ``python benchmarks/model_groups.py [--groups 1 4 8] [--device cpu] [--threads 2]
-[--out results/benchmarks/model_groups.csv]``.
+Each K is run ``--repeats`` times in pairs (the two modes back to back, alternating which goes
+first), after an untimed warm-up group of one model per mode. The table gives the median wall
+time, models per hour and the median over the pairs of the stacked/sequential ratio of models
+per hour. ``cpu_seconds`` is the process's CPU time (all threads): on an idle machine it is
+about ``--threads`` times the wall time, so a much smaller share means other jobs shared the
+cores and the absolute numbers are low (the paired ratio suffers less).
+
+Usage: ``python benchmarks/model_groups.py [--groups 1 4 8] [--repeats 3] [--device cpu]
+[--threads 2] [--out results/benchmarks/model_groups.csv]``.
 """
 
 from __future__ import annotations
@@ -62,25 +65,33 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         time_group(1, stacked, settings, args)
     rows = []
     for k in args.groups:
-        per_mode = {}
-        for stacked in (False, True):
-            history = time_group(k, stacked, settings, args)
-            per_mode[history["mode"]] = history
+        runs: dict[str, list[dict[str, Any]]] = {"sequential": [], "stacked": []}
+        ratios = []
+        for repeat in range(args.repeats):
+            # Alternate which mode goes first, and pair the two runs of a round, so that a
+            # change in the machine's load hits both modes alike.
+            order = (False, True) if repeat % 2 == 0 else (True, False)
+            pair = {}
+            for stacked in order:
+                history = time_group(k, stacked, settings, args)
+                pair[history["mode"]] = history
+                runs[history["mode"]].append(history)
+            ratios.append(
+                pair["stacked"]["models_per_hour"] / pair["sequential"]["models_per_hour"]
+            )
         for mode in ("sequential", "stacked"):
-            history = per_mode[mode]
+            seconds = float(np.median([h["seconds"] for h in runs[mode]]))
             rows.append(
                 {
                     "mode": mode,
                     "K": k,
-                    "seconds": round(history["seconds"], 2),
-                    "cpu_seconds": round(history["cpu_seconds"], 2),
-                    "models_per_hour": round(history["models_per_hour"], 1),
-                    "samples_per_s": round(history["samples_per_second"], 1),
-                    "ratio_stacked_over_sequential": round(
-                        per_mode["stacked"]["models_per_hour"]
-                        / per_mode["sequential"]["models_per_hour"],
-                        3,
+                    "seconds": round(seconds, 2),
+                    "cpu_seconds": round(
+                        float(np.median([h["cpu_seconds"] for h in runs[mode]])), 2
                     ),
+                    "models_per_hour": round(k * 3600 / seconds, 1),
+                    "samples_per_s": round(k * args.samples * args.epochs / seconds, 1),
+                    "ratio_stacked_over_sequential": round(float(np.median(ratios)), 3),
                     "device": torch.cuda.get_device_name(device)
                     if device.type == "cuda"
                     else "cpu",
@@ -92,7 +103,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     print()
     print(
         f"{args.samples} images of {args.size}x{args.size} per model, batch {args.batch_size}, "
-        f"{args.epochs} epochs, {args.optimizer}, {torch.get_num_threads()} torch threads"
+        f"{args.epochs} epochs, {args.optimizer}, {torch.get_num_threads()} torch threads, "
+        f"medians of {args.repeats} paired run(s)"
     )
     print(table.to_markdown(index=False))
     if args.out is not None:
@@ -112,6 +124,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--repeats", type=int, default=3, help="paired runs per K (medians)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: default)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/model_groups.csv"))
     run(parser.parse_args())
