@@ -36,8 +36,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .errors import ConfigError, DataError
-from .smooth import SmoothSettings, generate_smooth_trigger, lowpass_pattern, minmax
-from .triggers import Trigger
+from .smooth import SmoothSettings, generate_smooth_trigger, lowpass_trigger
+from .triggers import Trigger, TriggerContext
 
 _log = logging.getLogger(__name__)
 
@@ -149,26 +149,24 @@ def draw_lowpass_trigger(
     rng: np.random.Generator,
     settings: SmoothSettings,
 ) -> tuple[Trigger, dict[str, Any]]:
-    """A naive smooth trigger for the upgrade: uniform noise through ``g``, scaled to [0, max].
-
-    Inserted like the smooth trigger (mode ``normalise``, weight ``strength``), with a uniform
-    target label and a poison share from the jumbo range.
-    """
-    raw = rng.random((height, width, 3), dtype=np.float32)
-    filtered = lowpass_pattern(raw, settings.filter_size, settings.filter_sigma)
-    tensor = torch.from_numpy(filtered.transpose(2, 0, 1).copy())[None]
-    pattern = minmax(tensor, 0.0, settings.max_value)[0].numpy().transpose(1, 2, 0)
+    """A naive smooth trigger for the upgrade: the ``lowpass`` trigger (Section 5.3's noise
+    through ``g``, scaled and inserted like the smooth trigger, ``settings``' filter and range)
+    with a drawn noise seed, a uniform target label and a poison share from the jumbo range."""
+    noise_seed = int(rng.integers(2**31 - 1))
     target = int(rng.integers(num_classes))
     share = float(rng.uniform(*POISON_SHARE))
-    trigger = Trigger(
-        name="lowpass",
-        pattern=np.ascontiguousarray(pattern),
-        mask=np.ones_like(pattern),
-        mode="normalise",
-        weight=settings.strength,
-        target_label=target,
-    )
-    return trigger, {"family": "lowpass", "target_label": target, "share": share}
+    options = {
+        "source": "noise",
+        "seed": noise_seed,
+        "filter_size": settings.filter_size,
+        "filter_sigma": settings.filter_sigma,
+        "max_value": settings.max_value,
+        "strength": settings.strength,
+        "target_label": target,
+    }
+    trigger = lowpass_trigger(height, width, options, TriggerContext())
+    record = {"family": "lowpass", "noise_seed": noise_seed, "target_label": target}
+    return trigger, {**record, "share": share}
 
 
 def algorithm1_trigger(
@@ -215,19 +213,6 @@ def uses_algorithm1(index: int, share: float) -> bool:
     if not 0 <= share <= 1:
         raise ConfigError(f"mna.smooth_shadow.algorithm1_share must be in [0, 1], got {share!r}")
     return math.floor((index + 1) * share + 1e-9) > math.floor(index * share + 1e-9)
-
-
-def poison_with(
-    images: np.ndarray, labels: np.ndarray, trigger: Trigger, share: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A copy of the set with ``round(share * N)`` seeded rows patched and relabelled."""
-    n = images.shape[0]
-    rows = np.sort(rng.choice(n, size=min(n, round(share * n)), replace=False))
-    x, y = np.array(images, copy=True), np.array(labels, dtype=np.int64, copy=True)
-    if rows.size:
-        x[rows] = trigger.apply(images[rows])
-        y[rows] = trigger.target_label
-    return x, y, rows
 
 
 # --------------------------------------------------------------------------- meta-classifier

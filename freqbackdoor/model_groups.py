@@ -36,7 +36,7 @@ from torch import nn
 
 from .dct import resolve_device
 from .errors import ConfigError, DataError
-from .io import atomic_path
+from .io import atomic_path, read_json
 from .models import build_model
 from .training import (
     TrainSettings,
@@ -45,6 +45,7 @@ from .training import (
     _model_device,
     _precision,
     _to_device_uint8,
+    check_state_keys,
 )
 
 _log = logging.getLogger(__name__)
@@ -407,17 +408,7 @@ def load_model_group(
             f"{path}: expected a dict of stacked tensors, found {type(stacked).__name__}"
         )
     expected = template.state_dict()
-    absent = sorted(set(expected) - set(stacked))
-    extra = sorted(set(stacked) - set(expected))
-    if absent or extra:
-        parts = []
-        if absent:
-            parts.append(f"lacks {', '.join(absent)}")
-        if extra:
-            parts.append(f"has unexpected {', '.join(extra)}")
-        raise DataError(
-            f"{path}: model group {' and '.join(parts)} for architecture {architecture}"
-        )
+    check_state_keys(path, stacked, expected, "model group", f"architecture {architecture}")
     for key, value in expected.items():
         found = tuple(stacked[key].shape)
         if not found or found[0] != count:
@@ -434,3 +425,18 @@ def load_model_group(
         model.load_state_dict({key: value[i] for key, value in stacked.items()})
         models.append(model.to(target).eval())
     return models
+
+
+def load_model_group_with_sidecar(
+    path: str | os.PathLike, sidecar_path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[list[nn.Module], dict[str, Any]]:
+    """:func:`load_model_group` with the architecture, classes, input size, options and count
+    read from the group's JSON sidecar (``architecture``, ``num_classes``, ``size``,
+    ``options``, one ``models`` entry per model); returns the models and the sidecar."""
+    meta = read_json(sidecar_path)
+    try:
+        spec = (meta["architecture"], int(meta["num_classes"]), int(meta["size"]))
+        count, options = len(meta["models"]), dict(meta.get("options", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{sidecar_path}: not a model-group sidecar ({exc!r})") from exc
+    return load_model_group(path, *spec, count=count, device=device, **options), meta

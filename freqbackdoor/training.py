@@ -495,6 +495,25 @@ def save_checkpoint(
     return sidecar
 
 
+def check_state_keys(
+    path: str | os.PathLike, state: Mapping, expected: Mapping, what: str, model: str
+) -> None:
+    """``DataError`` naming ``path`` and the keys when ``state`` lacks or adds to ``expected``'s.
+
+    ``what`` names the file's kind (``checkpoint``, ``model group``), ``model`` what it is
+    loaded into; shapes are the caller's to check.
+    """
+    absent = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if absent or extra:
+        parts = []
+        if absent:
+            parts.append(f"lacks {', '.join(absent)}")
+        if extra:
+            parts.append(f"has unexpected {', '.join(extra)}")
+        raise DataError(f"{path}: {what} {' and '.join(parts)} for {model}")
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     sidecar_path: str | os.PathLike,
@@ -546,18 +565,9 @@ def load_checkpoint(
     if not isinstance(state, dict):
         raise DataError(f"{path}: expected a state dict, found {type(state).__name__}")
     expected = model.state_dict()
-    absent = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if absent or extra:
-        parts = []
-        if absent:
-            parts.append(f"lacks {', '.join(absent)}")
-        if extra:
-            parts.append(f"has unexpected {', '.join(extra)}")
-        raise DataError(
-            f"{path}: checkpoint {' and '.join(parts)} for the sidecar's architecture "
-            f"{meta['architecture']}"
-        )
+    check_state_keys(
+        path, state, expected, "checkpoint", f"the sidecar's architecture {meta['architecture']}"
+    )
     for key, value in expected.items():
         if tuple(state[key].shape) != tuple(value.shape):
             raise DataError(

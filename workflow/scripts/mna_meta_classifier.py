@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from freqbackdoor.dct import resolve_device
-from freqbackdoor.io import atomic_path, read_json, write_json
+from freqbackdoor.io import atomic_path, write_json
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.mna import (
     MetaSettings,
@@ -23,7 +23,7 @@ from freqbackdoor.mna import (
     model_seed,
     train_meta_classifier,
 )
-from freqbackdoor.model_groups import load_model_group
+from freqbackdoor.model_groups import load_model_group_with_sidecar
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -36,16 +36,7 @@ def load(models_paths, meta_paths):
     """Every model of the groups, with its sidecar record (kind, index, trojaned)."""
     models, records = [], []
     for model_path, meta_path in zip(models_paths, meta_paths, strict=True):
-        meta = read_json(meta_path)
-        group = load_model_group(
-            model_path,
-            meta["architecture"],
-            meta["num_classes"],
-            meta["size"],
-            count=len(meta["models"]),
-            device=device,
-            **meta["options"],
-        )
+        group, meta = load_model_group_with_sidecar(model_path, meta_path, device)
         models += group
         records += [{"kind": meta["kind"], **m} for m in meta["models"]]
     return models, records, meta

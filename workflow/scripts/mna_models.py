@@ -20,18 +20,17 @@ from freqbackdoor.mna import (
     draw_jumbo_trigger,
     draw_lowpass_trigger,
     model_seed,
-    poison_with,
     split_rows,
     uses_algorithm1,
 )
 from freqbackdoor.model_groups import (
     group_logits,
-    load_model_group,
+    load_model_group_with_sidecar,
     save_model_group,
     train_model_group,
 )
 from freqbackdoor.models import ReferenceCNN, build_model
-from freqbackdoor.poisoning import attack_success_rate
+from freqbackdoor.poisoning import attack_success_rate, poison_training_set
 from freqbackdoor.smooth import SmoothSettings
 from freqbackdoor.training import TrainSettings
 from freqbackdoor.triggers import Trigger
@@ -57,16 +56,7 @@ log.info("%s %s group %s: %d training rows", role, kind, wildcards.group, rows.s
 benign = []
 if role == "shadow" and kind == "smooth":
     for path, meta_path in zip(inputs.benign, inputs.benign_meta, strict=True):
-        group_meta = read_json(meta_path)
-        benign += load_model_group(
-            path,
-            group_meta["architecture"],
-            num_classes,
-            size,
-            count=len(group_meta["models"]),
-            device=device,
-            **group_meta["options"],
-        )
+        benign += load_model_group_with_sidecar(path, meta_path, device)[0]
 smooth_settings = SmoothSettings.from_config(params.smooth)
 dataset_trigger = Trigger.load(inputs.trigger) if role == "target" and kind != "clean" else None
 
@@ -95,7 +85,7 @@ for index in params.indices:
         trigger, record = draw_lowpass_trigger(size, size, num_classes, rng, smooth_settings)
     x, y, poisoned = x_own, y_own, np.empty(0, dtype=np.int64)
     if trigger is not None:
-        x, y, poisoned = poison_with(x_own, y_own, trigger, record["share"], rng)
+        x, y, poisoned = poison_training_set(x_own, y_own, trigger, record["share"], seed)
     record["poisoned_rows"] = int(poisoned.size)
     models.append(
         build_model(ReferenceCNN.architecture, num_classes, size, seed=seed, downsample=downsample)
