@@ -5,13 +5,17 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-# The demo config is the default; `--configfile config/paper.yaml` replaces it (not merged into it).
-if not config:
+# The demo config is the default; `--configfile config/paper.yaml` replaces it (not merged into
+# it). `--config key=value` (or a profile's `config:`) overrides either, e.g. `device=cuda`.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml")
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
@@ -50,9 +54,17 @@ include: "rules/detection.smk"
 include: "rules/transfer.smk"
 include: "rules/smooth.smk"
 include: "rules/mna.smk"
+include: "rules/report.smk"
+
+
+# Downloads run where Snakemake runs: on a cluster that is the login node, which has the network
+# compute nodes often lack.
+localrules:
+    raw_dataset,
 
 
 rule all:
     default_target: True
     input:
         all_outputs(),
+        "results/report/paper_vs_reproduced.md",

@@ -22,6 +22,7 @@ side-by-side file with the difference and, optionally, a within-tolerance flag.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -402,6 +403,22 @@ def paper_long(paper: Mapping[str, Any], table: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=[*KEYS, "paper"])
 
 
+FRACTION_COLUMN = re.compile(r"(^|[_:])(f1|auc)($|[_:*])")
+EXACT_COLUMN = re.compile(
+    r"params|parameters|samples|epochs|count|label|passes|is_closest|generalizes|poison_rate"
+)
+
+
+def column_tolerance(column: str, tolerance: float) -> float:
+    """The tolerance a compared ``column`` gets: ``tolerance`` percentage points for percents,
+    ``tolerance / 100`` for F1 and AUC (fractions), zero for counts, labels and settings."""
+    if EXACT_COLUMN.search(column):
+        return 0.0
+    if FRACTION_COLUMN.search(column.lower()):
+        return tolerance / 100.0
+    return tolerance
+
+
 def compare(
     ours: pd.DataFrame,
     paper: pd.DataFrame,
@@ -415,7 +432,7 @@ def compare(
     ``{"photos32": "cifar10"}``; unmapped names are kept) before the join, and ``our_dataset``
     keeps the original name. ``difference`` is ``reproduced - paper`` (NaN where one side is
     missing); with ``tolerance``, ``within_tolerance`` says whether ``|difference| <=
-    tolerance`` (False where one side is missing). Rows follow the paper's order, then the
+    limit`` with the limit of :func:`column_tolerance` (False where one side is missing). Rows follow the paper's order, then the
     rows only we have, in our order. Duplicate keys on either side raise ValueError.
     """
     for frame, name, value in ((ours, "ours", "reproduced"), (paper, "paper", "paper")):
@@ -444,7 +461,8 @@ def compare(
     columns = ["table", "dataset", "our_dataset", "row", "column", "paper", "reproduced"]
     columns.append("difference")
     if tolerance is not None:
-        merged["within_tolerance"] = (merged["difference"].abs() <= tolerance).astype(bool)
+        limit = merged["column"].astype(str).map(lambda c: column_tolerance(c, tolerance))
+        merged["within_tolerance"] = (merged["difference"].abs() <= limit + 1e-9).astype(bool)
         columns.append("within_tolerance")
     return merged[columns]
 

@@ -512,15 +512,12 @@ def mna_comparison(
     mapping: Mapping[str, str] | None,
     tolerance: float,
 ) -> pd.DataFrame:
-    """:func:`freqbackdoor.metrics.compare` of the MNA rows; AUCs (fractions) are within
-    tolerance at ``tolerance / 100``, rates (percent) at ``tolerance``."""
+    """:func:`freqbackdoor.metrics.compare` of the MNA rows: AUCs (fractions) are within
+    tolerance at ``tolerance / 100``, rates (percent) at ``tolerance``
+    (:func:`freqbackdoor.metrics.column_tolerance`)."""
     from .metrics import compare
 
-    side_by_side = compare(ours, paper, mapping=mapping, tolerance=None)
-    fraction = side_by_side["column"].str.startswith("auc")
-    limit = np.where(fraction, tolerance / 100.0, tolerance)
-    side_by_side["within_tolerance"] = (side_by_side["difference"].abs() <= limit).astype(bool)
-    return side_by_side
+    return compare(ours, paper, mapping=mapping, tolerance=tolerance)
 
 
 def check_mna_config(

@@ -562,3 +562,16 @@ def mna_outputs():
     for dataset in mna_datasets():
         outputs += [f"results/figures/mna_roc/{dataset}.{e}" for e in ("png", "pdf")]
     return outputs
+
+
+# --------------------------------------------------------------------------- report
+
+
+def comparison_files():
+    """Every ``*_vs_paper.csv`` the configured DAG writes, in the order of ``all_outputs``."""
+    outputs = [
+        o.removesuffix(".md") + ".csv"
+        for o in all_outputs()
+        if o.endswith("_vs_paper.md")
+    ]
+    return list(dict.fromkeys(outputs))
