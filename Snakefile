@@ -25,18 +25,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     attack="[a-z0-9_]+",
     variant="[a-z0-9_]+",
-    architecture="|".join(
-        [
-            "linear",
-            "mlp_128_hidden",
-            "cnn3_kmax32",
-            "cnn3_kmax64",
-            "cnn3_kmax128",
-            "cnn4_kmax128",
-            "cnn5_kmax128",
-            "cnn6_kmax128",
-        ]
-    ),
+    architecture="|".join(DETECTORS),
     domain="dct|pixel",
     width="[0-9]+",
     target="|".join(DATASETS),

@@ -1,6 +1,7 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
 import torch
 
+from freqbackdoor.detectors import DETECTORS
 from freqbackdoor.mna import check_mna_config
 from freqbackdoor.transfer import check_transfer_config
 from freqbackdoor.triggers import trigger_builder, trigger_needs

@@ -94,3 +94,14 @@ def test_slurm_profile_sends_gpu_rules_to_gpus_and_cpu_rules_to_cpus(tmp_path):
         assert not _requests_gpu(resources[rule]), resources[rule]
         assert "slurm_partition=YOUR_CPU_PARTITION" in resources[rule]
     assert all("slurm_account=YOUR_ACCOUNT" in line for line in resources.values())
+
+
+def test_rule_graph_picture_names_every_rule():
+    """docs/rulegraph.svg (the README's DAG picture) is regenerated when a rule is added."""
+    command = [sys.executable, "-m", "snakemake", "--list-rules"]
+    listed = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    svg = (ROOT / "docs" / "rulegraph.svg").read_text()
+    missing = [rule for rule in listed if f">{rule}<" not in svg]
+    assert not missing, f"regenerate docs/rulegraph.svg (README 'The DAG'); missing {missing}"
