@@ -20,6 +20,9 @@ import numpy as np
 
 from .errors import DataError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: the permissions a plain open() would give new files
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -32,6 +35,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from a group
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
