@@ -992,7 +992,7 @@ def _extract_tar(name: str, archive: Path, dest: Path) -> int:
     return len(members)
 
 
-def _image_files(folder: Path, recursive: bool) -> list[Path]:
+def image_files(folder: Path, recursive: bool) -> list[Path]:
     """Image files under ``folder`` (sorted), skipping hidden files and macOS ``__MACOSX``."""
     files = folder.rglob("*") if recursive else folder.iterdir()
     found = []
@@ -1011,7 +1011,7 @@ def _url_files(name: str, spec: dict, root: Path) -> tuple[dict[str, list[Path]]
     per_class: dict[str, list[Path]] = {}
     info: dict[str, Any] = {"layout": layout}
     if layout == "class_folders":
-        for path in _image_files(root, recursive=True):
+        for path in image_files(root, recursive=True):
             if path.parent == root:
                 raise DataError(
                     f"dataset {name!r}: image {path} lies at the top of the archive; layout "
@@ -1027,7 +1027,7 @@ def _url_files(name: str, spec: dict, root: Path) -> tuple[dict[str, list[Path]]
     else:
         length = _int_key(name, spec, "prefix_length", 3, minimum=1)
         info["prefix_length"] = length
-        for path in _image_files(root, recursive=True):
+        for path in image_files(root, recursive=True):
             per_class.setdefault(path.name[:length], []).append(path)
     return {cls: sorted(per_class[cls]) for cls in sorted(per_class)}, info
 
@@ -1192,7 +1192,7 @@ def _build_imagefolder(ctx: _Context, raw: Path) -> _Built:
         for label, cls in enumerate(classes):
             if cls not in class_dirs[split]:
                 continue
-            paths = _image_files(class_dirs[split][cls], recursive=True)
+            paths = image_files(class_dirs[split][cls], recursive=True)
             if split == "train" and not paths:
                 raise DataError(
                     f"dataset {name!r}: class folder {class_dirs[split][cls]} has no images "

@@ -506,20 +506,6 @@ def mna_table(dataset: str, summary: pd.DataFrame, meta: Mapping[str, Any]) -> p
     return pd.DataFrame.from_records(records)
 
 
-def mna_comparison(
-    ours: pd.DataFrame,
-    paper: pd.DataFrame,
-    mapping: Mapping[str, str] | None,
-    tolerance: float,
-) -> pd.DataFrame:
-    """:func:`freqbackdoor.metrics.compare` of the MNA rows: AUCs (fractions) are within
-    tolerance at ``tolerance / 100``, rates (percent) at ``tolerance``
-    (:func:`freqbackdoor.metrics.column_tolerance`)."""
-    from .metrics import compare
-
-    return compare(ours, paper, mapping=mapping, tolerance=tolerance)
-
-
 def check_mna_config(
     mna: Mapping[str, Any], smooth_datasets: Sequence[str], attacks: Mapping[str, Sequence[str]]
 ) -> None:

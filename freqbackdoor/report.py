@@ -31,7 +31,17 @@ COLUMNS = [
     "difference",
     "within_tolerance",
 ]
-NUMBER_COLUMNS = {"table", "row", "column", "paper", "reproduced", "difference", "within_tolerance"}
+NUMBER_COLUMNS = {
+    "table",
+    "dataset",
+    "our_dataset",
+    "row",
+    "column",
+    "paper",
+    "reproduced",
+    "difference",
+    "within_tolerance",
+}
 LAYER_COLUMNS = {
     "position",
     "paper_layer",
@@ -50,8 +60,7 @@ def artifact_name(path: str | Path) -> str:
 
 
 def _numbers(frame: pd.DataFrame, artifact: str) -> pd.DataFrame:
-    dataset = frame.get("our_dataset", pd.Series([""] * len(frame), index=frame.index)).fillna("")
-    paper_name = frame.get("dataset", pd.Series([""] * len(frame), index=frame.index)).fillna("")
+    dataset, paper_name = frame["our_dataset"].fillna(""), frame["dataset"].fillna("")
     label = [
         f"{ours} ({paper})" if ours and paper and ours != paper else ours or paper
         for ours, paper in zip(dataset, paper_name, strict=True)

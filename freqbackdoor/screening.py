@@ -16,27 +16,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .datasets import load_image
+from .datasets import IMAGE_EXTENSIONS, image_files, load_image
 from .detection import Detector, detector_scores, resize_images
 from .errors import DataError
 from .io import load_npy
 from .training import load_checkpoint
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 COLUMNS = ["file", "score", "flagged", "error"]
 DEFAULT_THRESHOLD = 0.5  # the paper's fixed threshold, used when no calibration is recorded
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
-    """Every image file under ``folder`` (recursively, by suffix), in sorted order."""
+    """Every image file under ``folder`` (recursively, as an ``imagefolder`` dataset reads them)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = image_files(folder, recursive=True)
     if not files:
-        raise DataError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
 
 

@@ -22,17 +22,6 @@ from freqbackdoor.training import load_checkpoint, save_checkpoint
 from freqbackdoor.triggers import TriggerContext, build_trigger
 
 
-@pytest.fixture(scope="module")
-def photos():
-    """Smooth-ish 32 px images: blurred random fields, so triggers stand out as in photographs."""
-    rng = np.random.default_rng(0)
-    base = rng.uniform(0, 255, size=(320, 8, 8, 3))
-    images = torch.nn.functional.interpolate(
-        torch.from_numpy(base).permute(0, 3, 1, 2), size=(32, 32), mode="bicubic"
-    )
-    return images.clamp(0, 255).round().permute(0, 2, 3, 1).numpy().astype(np.uint8)
-
-
 def test_settings_reject_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match="epoch"):
         DetectorSettings.from_config({"architecture": "linear", "epoch": 3})

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from freqbackdoor.errors import ConfigError, DataError
+from freqbackdoor.metrics import compare
 from freqbackdoor.mna import (
     MetaClassifier,
     MetaSettings,
@@ -18,7 +19,6 @@ from freqbackdoor.mna import (
     draw_lowpass_trigger,
     mean_interval,
     meta_scores,
-    mna_comparison,
     mna_rows,
     model_seed,
     paper_mna,
@@ -274,7 +274,7 @@ def test_paper_comparison_uses_fraction_tolerance_for_aucs():
     paper = paper_mna(
         {"auc_after_upgrade": 0.97, "detection_accuracy_after_upgrade": 60.0}, "cifar10"
     )
-    side = mna_comparison(ours, paper, {"photos32": "cifar10"}, tolerance=5.0)
+    side = compare(ours, paper, {"photos32": "cifar10"}, tolerance=5.0)
     by_column = side.set_index("column")
     assert bool(by_column.loc["auc_after", "within_tolerance"]) is True  # |1 - 0.97| <= 0.05
     assert bool(by_column.loc["detection_rate_after", "within_tolerance"]) is False  # 75 vs 60

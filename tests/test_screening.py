@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from freqbackdoor.__main__ import main
@@ -21,17 +20,6 @@ from freqbackdoor.screening import (
 )
 from freqbackdoor.training import save_checkpoint
 from freqbackdoor.triggers import TriggerContext, build_trigger
-
-
-@pytest.fixture(scope="module")
-def photos():
-    """Smooth-ish 32 px images (blurred random fields), as in tests/test_detection.py."""
-    rng = np.random.default_rng(0)
-    base = rng.uniform(0, 255, size=(320, 8, 8, 3))
-    images = torch.nn.functional.interpolate(
-        torch.from_numpy(base).permute(0, 3, 1, 2), size=(32, 32), mode="bicubic"
-    )
-    return images.clamp(0, 255).round().permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pandas as pd
 
 from freqbackdoor.io import atomic_path, read_json
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.metrics import load_paper_numbers, markdown
-from freqbackdoor.mna import mna_comparison, mna_rows, mna_table, paper_mna
+from freqbackdoor.metrics import compare, load_paper_numbers, markdown
+from freqbackdoor.mna import mna_rows, mna_table, paper_mna
 
 log = setup_logging(snakemake.log[0])
 params, inputs = snakemake.params, snakemake.input
@@ -25,8 +25,8 @@ for dataset, metrics_path, meta_path in zip(
     ours += mna_rows(dataset, summary)
 table = pd.concat(tables, ignore_index=True)
 paper = paper_mna(load_paper_numbers(params.paper_numbers)["mna"], params.paper_dataset)
-side_by_side = mna_comparison(
-    pd.DataFrame.from_records(ours), paper, params.paper_names, params.tolerance
+side_by_side = compare(
+    pd.DataFrame.from_records(ours), paper, params.paper_names, tolerance=params.tolerance
 )
 
 with atomic_path(snakemake.output.csv) as tmp:
