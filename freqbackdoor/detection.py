@@ -42,7 +42,14 @@ from .errors import ConfigError, DataError
 from .manipulations import ManipulationParams, manipulate
 from .metrics import detection_metrics
 from .models import MODELS
-from .training import _precision
+from .training import (
+    BATCHNORM_SAMPLES,
+    _precision,
+    batchnorm_rows,
+    make_optimizer,
+    optimizer_checks,
+    recompute_batchnorm,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -54,7 +61,11 @@ STD_FLOOR = 1e-3  # relative to the largest standard deviation: coefficients tha
 
 @dataclasses.dataclass
 class DetectorSettings:
-    """How a detector is trained (config key ``detector``, per dataset overrides)."""
+    """How a detector is trained (config key ``detector``, per dataset overrides).
+
+    The optimiser fields mean what they mean in :class:`freqbackdoor.training.TrainSettings`
+    (the authors' cnn6: Adadelta 0.05, rho 0.95, eps 1e-7, ``kernel_l2`` 1e-4, batch 64).
+    """
 
     architecture: str
     epochs: int
@@ -63,6 +74,9 @@ class DetectorSettings:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9
+    rho: float = 0.95
+    eps: float = 1e-7
+    kernel_l2: float = 0.0
     redraw_every: int = 1
     standardise_samples: int = 2000
     val_fraction: float = 0.1
@@ -82,6 +96,7 @@ class DetectorSettings:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (0 <= self.momentum <= 1, "momentum must be in [0, 1]"),
+            *optimizer_checks(self),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
         ]
         for ok, message in checks:
@@ -194,17 +209,6 @@ def _check_images(images: np.ndarray, name: str) -> None:
 # --------------------------------------------------------------------------- training
 
 
-def _optimizer(model: nn.Module, settings: DetectorSettings) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    if settings.optimizer == "adadelta":
-        return torch.optim.Adadelta(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    return torch.optim.SGD(
-        params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-    )
-
-
 def manipulated_copy(
     images: np.ndarray, params: ManipulationParams, seed: int, round_index: int
 ) -> np.ndarray:
@@ -296,6 +300,20 @@ def fit_epoch(
     return loss_sum / (2 * n), correct / (2 * n)
 
 
+def _batchnorm_inputs(
+    model: Detector, clean: np.ndarray, manipulated: np.ndarray, batch_size: int
+) -> Iterator[torch.Tensor]:
+    """Inputs for recomputing a detector's BatchNorm statistics (domain and device applied):
+    the same evenly spaced rows clean and manipulated, as many of each, as it trained on them."""
+    target = next(model.parameters()).device
+    rows = batchnorm_rows(clean.shape[0], BATCHNORM_SAMPLES // 2).numpy()
+    half = max(1, batch_size // 2)
+    for start in range(0, rows.size, half):
+        chunk = rows[start : start + half]
+        batch = np.concatenate([clean[chunk], manipulated[chunk]])
+        yield to_domain(batch, model.domain, target)
+
+
 def validation_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(train_rows, val_rows)``: the sorted rows a detector trains on and holds out.
 
@@ -355,7 +373,7 @@ def train_detector(
     fit_standardisation(
         model, x_train, manipulated, settings.standardise_samples, settings.seed, target
     )
-    optimiser = _optimizer(model, settings)
+    optimiser = make_optimizer(model, settings)
     dtype = _precision(target)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -391,6 +409,7 @@ def train_detector(
             history["train_loss"][-1],
             history["train_acc"][-1],
         )
+    recompute_batchnorm(model, _batchnorm_inputs(model, x_train, manipulated, settings.batch_size))
     seconds = time.perf_counter() - started
     model.eval()
     val_clean = detector_scores(model, x_val) if n_val else np.empty(0)

@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .models import MODELS, build_model, count_parameters, layer_table
+from .models import MODELS, build_model, count_parameters, keras_batchnorm, layer_table
 
 BINARY_CLASSES = 2
 """Detectors separate two classes: clean (0) and triggered (1)."""
@@ -194,7 +194,7 @@ class _ConvDetector(_BinaryDetector):
                 continue
             layers += [nn.Conv2d(in_channels, step, 3, padding=1), nn.ELU()]
             if self.BATCH_NORM:
-                layers.append(nn.BatchNorm2d(step))
+                layers.append(keras_batchnorm(step))
             in_channels = step
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)

@@ -24,7 +24,6 @@ from .detection import (
     OPTIMIZERS,
     Detector,
     _check_images,
-    _optimizer,
     _precision,
     detector_scores,
     evaluate_attacks,
@@ -34,6 +33,7 @@ from .detection import (
 from .errors import ConfigError, DataError
 from .figures import display_name
 from .manipulations import ManipulationParams
+from .training import make_optimizer, optimizer_checks
 
 _log = logging.getLogger(__name__)
 
@@ -114,6 +114,9 @@ class FineTuneSettings:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9
+    rho: float = 0.95
+    eps: float = 1e-7
+    kernel_l2: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -127,6 +130,7 @@ class FineTuneSettings:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (0 <= self.momentum <= 1, "momentum must be in [0, 1]"),
+            *optimizer_checks(self),
         ]
         for ok, message in checks:
             if not ok:
@@ -220,7 +224,7 @@ def fine_tune_on_pairs(
             f"{clean.shape[1]} px"
         )
     tuned = copy.deepcopy(model)
-    optimiser = _optimizer(tuned, settings)
+    optimiser = make_optimizer(tuned, settings)
     target = next(tuned.parameters()).device
     scaler = torch.amp.GradScaler("cuda", enabled=_precision(target) == torch.float16)
     generator = torch.Generator().manual_seed(settings.seed)

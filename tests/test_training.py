@@ -1,10 +1,12 @@
 """Training loop, evaluation helpers and verified checkpoints of the reference classifier."""
 
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from freqbackdoor import training
 from freqbackdoor.errors import ConfigError, DataError
@@ -13,8 +15,12 @@ from freqbackdoor.models import build_model, count_parameters
 from freqbackdoor.training import (
     TrainSettings,
     accuracy,
+    batchnorm_rows,
+    is_kernel,
     load_checkpoint,
+    make_optimizer,
     predict_logits,
+    recompute_batchnorm,
     save_checkpoint,
     split_validation,
     train_classifier,
@@ -169,7 +175,7 @@ def test_checkpoint_round_trip(checkpoint, images32):
     meta = json.loads(sidecar.read_text())
     assert meta["architecture"] == "reference_cnn" and meta["domain"] == "pixel"
     assert (meta["num_classes"], meta["input_size"]) == (10, 32)
-    assert meta["parameters"] == count_parameters(model) == 307_498
+    assert meta["parameters"] == count_parameters(model) == 307_498 + 896  # Table 8 + BatchNorm
     assert meta["checkpoint"] == "model.pt" and len(meta["sha256"]) == 64
     assert meta["metrics"]["test_acc"] == 0.5 and meta["seed"] == 1
     assert not list(path.parent.glob(".*tmp*"))
@@ -251,3 +257,78 @@ def test_checkpoint_keeps_model_options(tmp_path):
     loaded, meta = load_checkpoint(path, sidecar)
     assert meta["model_options"] == {"downsample": 2} and loaded.downsample == 2
     _assert_same_state(model, loaded)
+
+
+# --------------------------------------------------------------------------- the authors' recipe
+
+
+def _keras_adadelta_step(param, grad, lr, rho, eps, accum, delta_accum):
+    """One Keras 2.2.4 Adadelta update, written out (the optimiser of the authors' files)."""
+    accum = rho * accum + (1 - rho) * grad**2
+    update = grad * torch.sqrt(delta_accum + eps) / torch.sqrt(accum + eps)
+    delta_accum = rho * delta_accum + (1 - rho) * update**2
+    return param - lr * update, accum, delta_accum
+
+
+def test_adadelta_with_kernel_l2_is_keras_update_on_the_penalised_loss():
+    """make_optimizer: Adadelta 0.05 / rho 0.95 / eps 1e-7, and l2(1e-3) on conv kernels only."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 2)
+    )
+    settings = TrainSettings(epochs=1, optimizer="adadelta", lr=0.05, kernel_l2=1e-3)
+    optimizer = make_optimizer(model, settings)
+    x, y = torch.rand(5, 3, 4, 4), torch.tensor([0, 1, 0, 1, 1])
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
+    expected = {}
+    for _step in range(3):
+        # the Keras loss: cross-entropy plus kernel_l2 * sum(w**2) over the conv kernel
+        reference = copy.deepcopy(model)
+        loss = F.cross_entropy(reference(x), y) + 1e-3 * reference[0].weight.square().sum()
+        grads = torch.autograd.grad(loss, list(reference.parameters()))
+        for (name, param), grad in zip(reference.named_parameters(), grads, strict=True):
+            state = expected.setdefault(name, [torch.zeros_like(param), torch.zeros_like(param)])
+            new, state[0], state[1] = _keras_adadelta_step(
+                param.detach(), grad, 0.05, 0.95, 1e-7, state[0], state[1]
+            )
+            expected[name + ".value"] = new
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        for name, param in model.named_parameters():
+            torch.testing.assert_close(
+                param.detach(), expected[name + ".value"], rtol=1e-5, atol=1e-7
+            )
+    assert not torch.equal(model[0].weight, start["0.weight"])
+    groups = {len(g["params"]): g["weight_decay"] for g in optimizer.param_groups}
+    assert groups == {3: 0.0, 1: pytest.approx(2e-3)}  # biases + dense weight; the conv kernel
+
+
+def test_kernels_are_the_four_axis_parameters():
+    model = build_model("reference_cnn", 10, 32)
+    kernels = [n for n, p in model.named_parameters() if is_kernel(p)]
+    assert len(kernels) == 6 and all(n.endswith("weight") for n in kernels)
+
+
+def test_recompute_batchnorm_sets_exact_statistics_and_keeps_dropout_off():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 1), torch.nn.BatchNorm2d(2, momentum=0.01), torch.nn.Dropout(0.9)
+    )
+    data = [torch.rand(8, 3, 5, 5) * 4 + 1 for _ in range(3)]
+    assert recompute_batchnorm(model, iter(data)) == 1
+    with torch.no_grad():
+        features = torch.cat([model[0](batch) for batch in data])
+    norm = model[1]
+    torch.testing.assert_close(norm.running_mean, features.mean((0, 2, 3)))
+    # PyTorch's running variance is the unbiased one; every batch has the same size
+    per_batch = torch.stack([model[0](b).detach().var((0, 2, 3), unbiased=True) for b in data])
+    torch.testing.assert_close(norm.running_var, per_batch.mean(0))
+    assert norm.momentum == 0.01 and not model.training
+    assert recompute_batchnorm(torch.nn.Linear(2, 2), iter(())) == 0
+
+
+def test_batchnorm_rows_are_evenly_spaced_and_capped():
+    assert batchnorm_rows(5).tolist() == [0, 1, 2, 3, 4]
+    rows = batchnorm_rows(10_000, 4)
+    assert rows.tolist() == [0, 3333, 6666, 9999]

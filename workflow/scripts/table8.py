@@ -5,13 +5,13 @@ Derived from the model definition by a forward pass, so it documents the model a
 
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.models import ReferenceCNN, build_model, layer_table, table8_markdown
+from freqbackdoor.models import ReferenceCNN, build_model, table8, table8_markdown
 
 log = setup_logging(snakemake.log[0])
 num_classes = int(snakemake.params.get("num_classes", 10))
 input_size = int(snakemake.params.get("input_size", 32))
 model = build_model(ReferenceCNN.architecture, num_classes, input_size, seed=0)
-table = layer_table(model, input_size)
+table = table8(model, input_size)
 with atomic_path(snakemake.output.csv) as tmp:
     table.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.md) as tmp:
