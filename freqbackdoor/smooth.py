@@ -4,22 +4,67 @@ The paper's answer to frequency-based detectors is a trigger without high-freque
 a universal perturbation toward one target class, searched with targeted DeepFool steps that
 are passed through a low-pass filter ``g`` before they are added, so the trigger stays smooth.
 This module implements the pieces and Algorithm 1 itself, with the choices of the authors'
-published scripts where the paper leaves them open:
+published scripts (``Sec5_Smooth_Trigger/``) where the paper leaves them open:
 
 - ``g`` (:func:`lowpass`): a separable Gaussian of 30 taps and standard deviation 6 px, zero
   padding, applied to each channel separately;
 - ``M`` (:func:`minmax`): min-max scaling of a whole image (or of the whole trigger) at once;
-- insertion (:func:`patch_smooth`, the ``normalise`` mode of :class:`~freqbackdoor.triggers.Trigger`):
-  ``M(x + lambda r)`` scaled to [0, 1];
-- the trigger is kept in [0, 0.2] after every update; the search runs over the first 100
-  training images; the target is retargeted to the dominant label once more than 5% of the
-  labels change; the best trigger so far is kept with its dominant label.
+- insertion at evaluation (:func:`patch_smooth`, the ``normalise`` mode of
+  :class:`~freqbackdoor.triggers.Trigger`): ``M(x + lambda r)`` scaled to [0, 1];
+- the trigger update ``r = M(g(r + g(delta)))`` to [0, 0.2] after every converged DeepFool
+  (first add the filtered perturbation, then filter the sum, then rescale the whole array);
+  the target is retargeted to the dominant label once more than 5% of the labels change;
+  the best trigger so far is kept with its label.
 
-:func:`generate_smooth_trigger` is the search; it runs the inner sweep over images in batches
-(``batch_size`` images share one DeepFool call) and, with ``reference=True``, as the plain
-per-image loop of the paper, kept as the test oracle and the benchmark baseline. The ``smooth``
-trigger builder wraps it; the ``lowpass`` builder makes the naive baselines the paper compares
-against: random noise or a photograph passed through the same ``g``.
+Two modes (config ``triggers.smooth.mode``) run the search:
+
+``authors`` (the default; both shipped configs use it)
+    Algorithm 1 as the authors' scripts ran it (``universal_pert.py``, ``deepfool.py``):
+
+    - one image at a time, in a reshuffled order every pass; an image is skipped when the
+      current trigger already changes its predicted label (``f(x + v) != f(x)``); every other
+      image gets a targeted DeepFool from ``x + v`` and, if it converged, the update above,
+      so the next image sees the updated trigger;
+    - DeepFool differentiates the model's *softmax* outputs: the margin is
+      ``p_target - p_k0`` with ``k0`` the class predicted for ``x + v`` when that image's
+      DeepFool starts (kept for all its steps); each step adds ``|f| w / ||w||^2``, a step
+      that is not finite is replaced by zero; overshoot 0.02, at most 200 steps (a zero step
+      repeats until the cap, so that case stops at once with the same outcome: not converged);
+    - "converged" is the authors' test ``steps < deepfool_steps - 1``: a DeepFool that
+      needs 199 or all 200 of its 200 steps is discarded (as is one that never gets there), and
+      an image already predicted as the target converges in 0 steps with ``delta = 0``, so
+      the update still applies ``v = M(g(v))`` (the trigger is smoothed once more);
+    - during the search the trigger is inserted as plain ``x + lambda v`` (no min-max, no
+      clipping), both for DeepFool and for the fooling rate;
+    - after each pass the fooling rate is the share of the *search* images whose predicted
+      label ``x + lambda v`` changes against the clean prediction; the retarget and the
+      dominant label use the same images; a pass whose rate is at least (``>=``) the best so
+      far becomes the best, with the target as it stands after the retarget;
+    - the search stops when the *current* pass's fooling rate reaches ``fooling_rate`` or
+      after ``max_passes`` (the authors run unbounded; the cap is ours).
+
+    Differences from the authors' code that remain: the search images are the first
+    ``samples`` images handed in (the workflow passes a seeded sample of the training set,
+    the authors the first 100 CIFAR-10 training images); the shuffle comes from the seeded
+    generator; the authors' ``M`` divides by zero on a constant array (NaN), ours keeps a
+    constant array as it is; ``strength`` (lambda) multiplies the trigger where the authors
+    add it as is (identical at the default 1); with ``holdout > 0`` a held-out error rate
+    (``M(x + lambda v)`` against ``M(x)``, as in the batched mode) is recorded per pass for
+    information only; PyTorch instead of TF1 float32 arithmetic.
+
+``batched`` (our faster reading of the paper)
+    The search images are swept ``batch_size`` at a time (one batched DeepFool call, the
+    converged perturbations summed into one update), DeepFool works on the logits with the
+    current top class and steps ``(|f| + 1e-4) w / ||w||^2``, images the trigger already
+    sends to the target are skipped, the trigger is inserted as ``M(x + lambda r)`` during
+    the search, and ``Err`` is measured on ``holdout`` other images against ``M(x)``;
+    ``batch_size`` 1 (or ``reference=True``) gives the per-image version of that reading.
+
+:func:`generate_smooth_trigger` is the search; the ``smooth`` trigger builder wraps it and
+records the mode, whether the fooling rate was reached and why the search stopped in the
+trigger's meta. :data:`AUTHORS_DEVIATIONS` is the short text of the remaining differences.
+The ``lowpass`` builder makes the naive baselines the paper compares against: random noise or
+a photograph passed through the same ``g``.
 """
 
 from __future__ import annotations
@@ -56,8 +101,29 @@ LOWPASS_DEFAULTS: dict[str, Any] = {
 }
 # Images per forward pass when only predictions are needed.
 PREDICT_CHUNK = 256
-# DeepFool's step is (|f| + DEEPFOOL_EPS) w / ||w||^2, as in the authors' code.
+# The batched mode's DeepFool step is (|f| + DEEPFOOL_EPS) w / ||w||^2 (the original DeepFool's
+# constant); the authors' Algorithm-1 DeepFool steps |f| w / ||w||^2.
 DEEPFOOL_EPS = 1e-4
+# triggers.smooth.mode: the authors' sequential search, or our batched reading of the paper.
+SMOOTH_MODES = ("authors", "batched")
+# The README's deviations entry for the authors' mode (see the module docstring).
+AUTHORS_DEVIATIONS = (
+    "Smooth trigger, `triggers.smooth.mode: authors` (both shipped configs): Algorithm 1 runs as "
+    "the authors' `Sec5_Smooth_Trigger` scripts do: one image at a time, DeepFool on the "
+    "softmax outputs (target minus the image's initial top class, overshoot 0.02, at most 200 "
+    "steps, converged when it took fewer than 199), after each converged image "
+    "`v = M(g(v + g(dr)))` to [0, 0.2], images whose label `x + v` already changes skipped, "
+    "the trigger added as plain `x + v` during the search, the fooling rate measured on the "
+    "search images, retargeting when more than 5% change, the best pass kept on ties too, "
+    "stopping when the current pass reaches the fooling rate. Remaining differences: the "
+    "search images are a seeded sample of the training set (the authors: the first 100 "
+    "CIFAR-10 training images), the shuffle is seeded, a constant trigger stays constant "
+    "under `M` where the authors' division by zero gives NaN, passes are capped by "
+    "`max_passes` (the authors run until the rate is reached), and a held-out error rate is "
+    "logged for information. `mode: batched` (faster: a batch of images per DeepFool call, "
+    "logit DeepFool, `M(x + v)` during the search, held-out error against `M(x)`) is our "
+    "earlier reading of the paper, kept as an option."
+)
 
 
 # --------------------------------------------------------------------------- filter and scaling
@@ -180,28 +246,100 @@ def _deepfool(
     return scale * total, converged, steps
 
 
+def _deepfool_softmax(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: int | torch.Tensor,
+    overshoot: float,
+    max_steps: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The authors' targeted DeepFool (``tar_deepfool``), batched over independent samples.
+
+    The outputs differentiated are the model's softmax probabilities; the margin of a sample
+    is ``p_target - p_k0`` with ``k0`` its top class at step 0 (fixed for all its steps, as in
+    the authors' code). A step adds ``|f| w / ||w||^2`` to ``r_tot`` (``w`` the margin's
+    gradient at ``x + (1 + overshoot) r_tot``); a step with a non-finite value anywhere (a
+    vanishing gradient) adds zero. A sample stops once it is predicted as the target; one
+    whose step is zero would repeat that step until ``max_steps``, so it stops at once with
+    ``max_steps`` steps counted, as if it had run them. Returns ``(1 + overshoot) r_tot``, the
+    steps each sample took, whether it reached the target and its initial class ``k0``.
+    """
+    n = x.shape[0]
+    x = x.detach()
+    targets = torch.as_tensor(target, dtype=torch.long, device=x.device).expand(n)
+    total = torch.zeros_like(x)
+    reached = torch.zeros(n, dtype=torch.bool, device=x.device)
+    steps = torch.zeros(n, dtype=torch.long, device=x.device)
+    initial = torch.zeros(n, dtype=torch.long, device=x.device)
+    active = torch.arange(n, device=x.device)
+    scale = 1.0 + overshoot
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    for step in range(max_steps + 1):
+        moved = (x[active] + scale * total[active]).requires_grad_(True)
+        probs = torch.softmax(model(moved), dim=1)
+        top = probs.argmax(dim=1)
+        if step == 0:
+            initial = top.detach().clone()
+        at_target = top == targets[active]
+        reached[active[at_target]] = True
+        if step == max_steps or bool(at_target.all()):
+            break
+        rows = torch.arange(active.numel(), device=x.device)
+        margin = probs[rows, targets[active]] - probs[rows, initial[active]]
+        # Each sample's margin depends on its own input only (eval mode), so the gradient of
+        # the sum holds every sample's own gradient.
+        (grad,) = torch.autograd.grad(margin.sum(), moved)
+        keep = ~at_target
+        w = grad[keep]
+        f = margin.detach()[keep]
+        r = (f.abs() / w.flatten(1).square().sum(dim=1)).view(shape) * w
+        finite = torch.isfinite(r).flatten(1).all(dim=1)
+        r = torch.where(finite.view(shape), r, torch.zeros_like(r))
+        active = active[keep]
+        total[active] += r
+        steps[active] += 1
+        # A zero step leaves the input as it was, so every later step repeats it: the sample
+        # would run to max_steps without moving (typically a saturated softmax, whose huge
+        # first step lands where every probability but one is exactly 0). Skip the repeats.
+        stuck = ~(r != 0).flatten(1).any(dim=1)
+        if bool(stuck.any()):
+            steps[active[stuck]] = max_steps
+            active = active[~stuck]
+            if active.numel() == 0:
+                break
+    return scale * total, steps, reached, initial
+
+
 def targeted_deepfool(
     model: nn.Module,
     x: torch.Tensor,
     target: int | torch.Tensor,
     overshoot: float = 0.02,
     max_steps: int = 200,
+    softmax: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched targeted DeepFool: the small perturbation that moves each sample to ``target``.
 
     Every sample of the float NCHW batch ``x`` is attacked on its own (``target`` is one class
-    or one per sample). A step linearises the margin ``f = logit_target - logit_top`` (``top``
-    the current arg-max) with its gradient ``w`` and moves by ``(|f| + 1e-4) w / ||w||^2``;
-    the steps accumulate into ``r_tot`` and the attacked point is ``x + (1 + overshoot) r_tot``.
-    A sample stops as soon as it is predicted as the target; the others share one forward and
-    one backward pass per step. Returns ``(1 + overshoot) * r_tot`` and a bool mask of the
-    samples that reached the target within ``max_steps`` (samples already there get a zero
-    perturbation and count as converged). A sample whose gradient vanishes stops moving.
+    or one per sample). With ``softmax=False`` (the batched mode) a step linearises the logit
+    margin ``f = logit_target - logit_top`` (``top`` the current arg-max) with its gradient
+    ``w`` and moves by ``(|f| + 1e-4) w / ||w||^2``; with ``softmax=True`` it is the authors'
+    step on the softmax outputs (:func:`_deepfool_softmax`). The steps accumulate into
+    ``r_tot`` and the attacked point is ``x + (1 + overshoot) r_tot``. A sample stops as soon
+    as it is predicted as the target; the others share one forward and one backward pass per
+    step. Returns ``(1 + overshoot) * r_tot`` and a bool mask of the samples that reached the
+    target within ``max_steps`` (samples already there get a zero perturbation and count as
+    converged). A sample whose gradient vanishes stops moving.
 
     ``model`` is switched to eval mode, its weights get no gradients; both come back after.
     """
     with _Frozen(model):
-        perturbation, converged, _ = _deepfool(model, x, target, overshoot, max_steps)
+        if softmax:
+            perturbation, _, converged, _ = _deepfool_softmax(
+                model, x, target, overshoot, max_steps
+            )
+        else:
+            perturbation, converged, _ = _deepfool(model, x, target, overshoot, max_steps)
     return perturbation.detach(), converged
 
 
@@ -210,16 +348,23 @@ def targeted_deepfool(
 
 @dataclasses.dataclass(frozen=True)
 class SmoothSettings:
-    """Algorithm 1's parameters, with the authors' values as defaults (config: ``triggers.smooth``)."""
+    """Algorithm 1's parameters, with the authors' values as defaults (config: ``triggers.smooth``).
 
+    ``mode`` picks the search (see the module docstring): ``authors`` (sequential, softmax
+    DeepFool, fooling rate on the search images; ``holdout`` only adds a logged held-out rate
+    and may be 0) or ``batched`` (``batch_size`` images per DeepFool call, Err on ``holdout``
+    images, which must be at least 1).
+    """
+
+    mode: str = "authors"  # "authors": as their scripts ran it; "batched": our faster reading
     filter_size: int = 30  # taps of the Gaussian low-pass filter g
     filter_sigma: float = 6.0  # its standard deviation, px
     max_value: float = 0.2  # the trigger is min-max scaled to [0, max_value] after each update
     strength: float = 1.0  # lambda: the trigger is inserted as M(x + lambda r)
-    fooling_rate: float = 0.2  # gamma: stop once the best held-out error reaches it (1 - 0.8)
+    fooling_rate: float = 0.2  # gamma: stop once the fooling rate reaches it (1 - 0.8)
     max_passes: int = 10  # cap on passes over the search set (the authors run unbounded)
     samples: int = 100  # search set: the first images (the authors: first 100 training images)
-    holdout: int = 100  # the next images, disjoint, on which Err picks the best pass
+    holdout: int = 100  # the next images: batched Err (authors' mode: logged only, 0 = none)
     overshoot: float = 0.02  # DeepFool overshoot
     deepfool_steps: int = 200  # DeepFool iterations per image at most
     retarget_min_changed: float = 0.05  # retarget when more than this share of labels changed
@@ -229,8 +374,13 @@ class SmoothSettings:
     def __post_init__(self) -> None:
         opts = dataclasses.asdict(self)
         name = "smooth"
-        for key in ("filter_size", "max_passes", "samples", "holdout", "deepfool_steps"):
+        if self.mode not in SMOOTH_MODES:
+            raise ConfigError(
+                f"triggers.smooth.mode must be one of {', '.join(SMOOTH_MODES)}, got {self.mode!r}"
+            )
+        for key in ("filter_size", "max_passes", "samples", "deepfool_steps"):
             _int_option(opts, key, name, 1)
+        _int_option(opts, "holdout", name, 1 if self.mode == "batched" else 0)
         _int_option(opts, "batch_size", name, 1)
         for key in ("filter_sigma", "max_value", "strength", "fooling_rate"):
             _float_option(opts, key, name)
@@ -267,11 +417,14 @@ class SmoothSettings:
 
 @dataclasses.dataclass
 class SmoothResult:
-    """What Algorithm 1 returns: the best trigger, its dominant label and how the search went.
+    """What Algorithm 1 returns: the best trigger, its label and how the search went.
 
     ``pattern`` is float32 ``H x W x 3`` in [0, max_value]; ``best_pass`` 0 means no pass
     beat the zero trigger; ``history`` holds one dict per pass (pass 0: the zero trigger);
-    ``reached`` says whether the best held-out error reached ``fooling_rate``.
+    ``best_error_rate`` is the best pass's fooling rate (``authors`` mode: the share of the
+    search images whose label the trigger changes; ``batched``: the held-out ``Err``);
+    ``reached`` says whether it reached ``fooling_rate``; ``stop_reason`` says in words why the
+    search stopped (the rate reached, or ``max_passes`` hit with the best rate).
     """
 
     pattern: np.ndarray
@@ -280,6 +433,8 @@ class SmoothResult:
     best_error_rate: float
     history: list[dict[str, Any]]
     reached: bool
+    mode: str = "authors"
+    stop_reason: str = ""
 
 
 # --------------------------------------------------------------------------- Algorithm 1
@@ -321,15 +476,50 @@ class _Search:
     images: torch.Tensor  # the search set, float NCHW in [0, 1]
     r: torch.Tensor  # the current trigger, 1 x C x H x W
     target: int
+    clean: torch.Tensor | None = None  # authors' mode: clean predicted labels of the search set
     updates: int = 0  # images whose DeepFool perturbation was accumulated this pass
+    skipped: int = 0  # images skipped (authors: label changed by v; batched: already at target)
     steps: list[int] = dataclasses.field(default_factory=list)  # DeepFool steps per image
 
     def update(self, perturbation: torch.Tensor) -> None:
-        """Lines 8-9 of Algorithm 1 plus the authors' rescaling: ``r = M(g(r + g(delta)))``."""
+        """Lines 8-9 of Algorithm 1 plus the authors' rescaling: ``r = M(g(r + g(delta)))``.
+
+        The authors' order: ``v = v + g(dr)``, then ``v = g(v)``, then ``v`` min-max scaled
+        over the whole array to [0, max_value].
+        """
         s = self.settings
         r = self.r + lowpass(perturbation, s.filter_size, s.filter_sigma)
         r = lowpass(r, s.filter_size, s.filter_sigma)
         self.r = minmax(r, 0.0, s.max_value)
+
+
+def _sweep_authors(search: _Search, order: np.ndarray) -> None:
+    """One pass as the authors' ``universal_perturbation``: image by image, in ``order``.
+
+    An image whose predicted label the current trigger changes (``f(x + lambda v) != f(x)``)
+    is skipped. Every other image gets the authors' softmax DeepFool from ``x + lambda v``
+    toward the current target and, when it converged in the authors' sense (fewer than
+    ``deepfool_steps - 1`` steps, which includes an image already at the target: 0 steps and
+    a zero perturbation), the trigger is updated before the next image is looked at.
+    """
+    s = search.settings
+    assert search.clean is not None
+    for index in order:
+        i = int(index)
+        seen = search.images[i : i + 1] + s.strength * search.r
+        with torch.no_grad():
+            label = int(search.model(seen).argmax(dim=1)[0])
+        if label != int(search.clean[i]):
+            search.skipped += 1
+            continue
+        perturbation, steps, _, _ = _deepfool_softmax(
+            search.model, seen, search.target, s.overshoot, s.deepfool_steps
+        )
+        taken = int(steps[0])
+        search.steps.append(taken)
+        if taken < s.deepfool_steps - 1:
+            search.updates += 1
+            search.update(perturbation)
 
 
 def _sweep_batched(search: _Search, order: np.ndarray) -> None:
@@ -347,6 +537,7 @@ def _sweep_batched(search: _Search, order: np.ndarray) -> None:
         rows = torch.as_tensor(order[start : start + s.batch_size], device=search.images.device)
         seen = patch_smooth(search.images[rows], search.r, s.strength)
         pending = _predict(search.model, seen) != search.target
+        search.skipped += int((~pending).sum())
         if not bool(pending.any()):
             continue
         perturbation, converged, steps = _deepfool(
@@ -359,7 +550,7 @@ def _sweep_batched(search: _Search, order: np.ndarray) -> None:
 
 
 def _sweep_reference(search: _Search, order: np.ndarray) -> None:
-    """One pass over the search set as the paper writes it: one image at a time (the oracle)."""
+    """The batched mode's pass one image at a time, as the paper writes it (the oracle)."""
     s = search.settings
     for index in order:
         x = search.images[int(index)].unsqueeze(0)
@@ -367,6 +558,7 @@ def _sweep_reference(search: _Search, order: np.ndarray) -> None:
         with torch.no_grad():
             label = int(search.model(seen).argmax(dim=1)[0])
         if label == search.target:
+            search.skipped += 1
             continue
         perturbation, converged, steps = _deepfool(
             search.model, seen, search.target, s.overshoot, s.deepfool_steps
@@ -392,6 +584,196 @@ def _check_images(images: np.ndarray, settings: SmoothSettings) -> np.ndarray:
     return images
 
 
+def _record(
+    pass_index: int,
+    search: _Search,
+    sweep_target: int,
+    rate: float,
+    clean: torch.Tensor,
+    patched: torch.Tensor,
+    fooled: float,
+    started: float,
+) -> dict[str, Any]:
+    """One pass's history entry (``error_rate`` is the rate the mode decides with)."""
+    dominant = dominant_label(clean.cpu().numpy(), patched.cpu().numpy())
+    moved = patched[patched != clean]
+    return {
+        "pass": pass_index,
+        "target": sweep_target,
+        "next_target": search.target,
+        "fooled_search": round(fooled, 6),
+        "error_rate": round(rate, 6),
+        "changed_share": round(rate, 6),
+        "dominant_label": dominant,
+        "dominant_share": round(float((moved == dominant).float().mean()), 6)
+        if dominant is not None
+        else 0.0,
+        "updates": search.updates,
+        "skipped": search.skipped,
+        "deepfool_steps_mean": round(float(np.mean(search.steps)), 3) if search.steps else 0.0,
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+
+
+def _stop_reason(
+    settings: SmoothSettings, stopped_at: int | None, rate: float, best: float, best_pass: int
+) -> str:
+    """Why the search stopped, for the trigger's meta: the rate reached, or the pass cap hit."""
+    measure = "fooling rate" if settings.mode == "authors" else "best held-out error rate"
+    if stopped_at is not None:
+        return (
+            f"{measure} {rate:.3f} reached fooling_rate {settings.fooling_rate:g} at pass "
+            f"{stopped_at}"
+        )
+    return (
+        f"max_passes {settings.max_passes} hit before the {measure} reached fooling_rate "
+        f"{settings.fooling_rate:g}; best {best:.3f} at pass {best_pass}"
+    )
+
+
+def _run_authors(
+    model: nn.Module,
+    images: np.ndarray,
+    settings: SmoothSettings,
+    device: torch.device,
+    rng: np.random.Generator,
+    target: int,
+    log: logging.Logger | None,
+) -> SmoothResult:
+    """Algorithm 1 in the ``authors`` mode (see the module docstring)."""
+    s = settings
+    search_x = images_to_tensor(images[: s.samples], device)
+    clean = _predict(model, search_x)
+    holdout_x = holdout_clean = None
+    if s.holdout:
+        holdout_x = images_to_tensor(images[s.samples : s.samples + s.holdout], device)
+        holdout_clean = _predict(model, patch_smooth(holdout_x, torch.zeros_like(holdout_x[:1])))
+    height, width = images.shape[1:3]
+    search = _Search(
+        model, s, search_x, torch.zeros(1, 3, height, width, device=device), target, clean
+    )
+    history: list[dict[str, Any]] = []
+    best_r, best_label, best_pass, best_rate = search.r.clone(), target, 0, -1.0
+    stopped_at, rate = None, 0.0
+    for pass_index in range(s.max_passes + 1):
+        started = time.perf_counter()
+        search.updates, search.skipped, search.steps = 0, 0, []
+        sweep_target = search.target
+        if pass_index > 0:
+            _sweep_authors(search, rng.permutation(s.samples))
+        patched = _predict(model, search_x + s.strength * search.r)
+        changed = patched != clean
+        rate = float(changed.float().mean())
+        dominant = dominant_label(clean.cpu().numpy(), patched.cpu().numpy())
+        if dominant is not None and int(changed.sum()) > s.retarget_min_changed * s.samples:
+            search.target = dominant
+        fooled = float((patched == sweep_target).float().mean())
+        record = _record(pass_index, search, sweep_target, rate, clean, patched, fooled, started)
+        if holdout_x is not None:
+            held = _predict(model, patch_smooth(holdout_x, search.r, s.strength))
+            record["holdout_error_rate"] = round(float((held != holdout_clean).float().mean()), 6)
+        history.append(record)
+        if rate >= best_rate:  # the authors keep the later pass on a tie
+            best_r, best_label = search.r.clone(), search.target
+            best_pass, best_rate = pass_index, rate
+        if log is not None:
+            log.info(
+                "Algorithm 1 (authors) pass %d: target %d, %d updates, %d skipped, fooling rate "
+                "%.3f on the search images (dominant label %s), best %.3f at pass %d",
+                pass_index,
+                sweep_target,
+                search.updates,
+                search.skipped,
+                rate,
+                dominant,
+                best_rate,
+                best_pass,
+            )
+        if rate >= s.fooling_rate:
+            stopped_at = pass_index
+            break
+    return SmoothResult(
+        pattern=np.clip(_to_hwc(best_r), 0.0, s.max_value),
+        target_label=int(best_label),
+        best_pass=best_pass,
+        best_error_rate=best_rate,
+        history=history,
+        reached=bool(best_rate >= s.fooling_rate),
+        mode=s.mode,
+        stop_reason=_stop_reason(s, stopped_at, rate, best_rate, best_pass),
+    )
+
+
+def _run_batched(
+    model: nn.Module,
+    images: np.ndarray,
+    settings: SmoothSettings,
+    device: torch.device,
+    rng: np.random.Generator,
+    target: int,
+    reference: bool,
+    log: logging.Logger | None,
+) -> SmoothResult:
+    """Algorithm 1 in the ``batched`` mode (see :func:`generate_smooth_trigger`)."""
+    s = settings
+    sweep: Callable[[_Search, np.ndarray], None] = _sweep_reference if reference else _sweep_batched
+    search_x = images_to_tensor(images[: s.samples], device)
+    holdout_x = images_to_tensor(images[s.samples : s.samples + s.holdout], device)
+    # Labels are compared with those of M(x), the zero trigger inserted: the normalisation
+    # alone changes low-contrast images (a quarter of the demo's photo crops), and Err
+    # should measure the trigger. For an image that spans [0, 1], M(x) is x.
+    clean = _predict(model, patch_smooth(holdout_x, torch.zeros_like(holdout_x[:1]), 1.0))
+    height, width = images.shape[1:3]
+    search = _Search(model, s, search_x, torch.zeros(1, 3, height, width, device=device), target)
+    history: list[dict[str, Any]] = []
+    best_r, best_label, best_pass, best_err = search.r.clone(), target, 0, -1.0
+    stopped_at, changed = None, 0.0
+    for pass_index in range(s.max_passes + 1):
+        started = time.perf_counter()
+        search.updates, search.steps = 0, []
+        sweep_target = search.target
+        if pass_index > 0:
+            sweep(search, rng.permutation(s.samples))
+        patched = _predict(model, patch_smooth(holdout_x, search.r, s.strength))
+        fooled_labels = _predict(model, patch_smooth(search_x, search.r, s.strength))
+        changed = float((patched != clean).float().mean())
+        dominant = dominant_label(clean.cpu().numpy(), patched.cpu().numpy())
+        if pass_index > 0 and dominant is not None and changed > s.retarget_min_changed:
+            search.target = dominant
+        fooled = float((fooled_labels == sweep_target).float().mean())
+        record = _record(pass_index, search, sweep_target, changed, clean, patched, fooled, started)
+        history.append(record)
+        if changed > best_err:
+            best_r = search.r.clone()
+            best_label = dominant if dominant is not None else sweep_target
+            best_pass, best_err = pass_index, changed
+        if log is not None:
+            log.info(
+                "Algorithm 1 (batched) pass %d: target %d, %d updates, held-out Err %.3f "
+                "(dominant label %s), best %.3f at pass %d",
+                pass_index,
+                sweep_target,
+                search.updates,
+                changed,
+                dominant,
+                best_err,
+                best_pass,
+            )
+        if best_err >= s.fooling_rate:
+            stopped_at = pass_index
+            break
+    return SmoothResult(
+        pattern=np.clip(_to_hwc(best_r), 0.0, s.max_value),
+        target_label=int(best_label),
+        best_pass=best_pass,
+        best_error_rate=best_err,
+        history=history,
+        reached=bool(best_err >= s.fooling_rate),
+        mode=s.mode,
+        stop_reason=_stop_reason(s, stopped_at, best_err, best_err, best_pass),
+    )
+
+
 def generate_smooth_trigger(
     model: nn.Module,
     images: np.ndarray,
@@ -402,52 +784,41 @@ def generate_smooth_trigger(
     reference: bool = False,
     log: logging.Logger | None = None,
 ) -> SmoothResult:
-    """Algorithm 1: search a smooth universal trigger and its dominant label.
+    """Algorithm 1: search a smooth universal trigger and its target label.
 
     ``images`` are uint8 ``N x H x W x 3``: the first ``settings.samples`` form the search set
-    ``X``, the next ``settings.holdout`` the disjoint set on which ``Err`` is estimated (the
-    share of images whose predicted label the trigger changes, against ``M(x)``, the images
-    normalised without a trigger) and ``Domi`` taken. ``model``
-    (on ``device``, float NCHW input in [0, 1], logits out) is switched to eval mode for the
-    search. The trigger starts at zero and the target at ``initial_target`` or a class drawn
-    from ``seed``. Pass 0 evaluates the zero trigger (line 3, ``gamma_best = Err(X)``); each
-    later pass
+    ``X``, the next ``settings.holdout`` a disjoint held-out set. ``model`` (on ``device``,
+    float NCHW input in [0, 1], logits out) is switched to eval mode for the search. The
+    trigger starts at zero and the target at ``initial_target`` or a class drawn from
+    ``seed``. Pass 0 evaluates the zero trigger; each later pass reshuffles the search set
+    (seeded), sweeps it (DeepFool on the images not yet fooled, each converged perturbation
+    ``delta`` updating ``r = M(g(r + g(delta)))`` to [0, max_value]), measures the pass's
+    fooling rate, retargets to the dominant label when more than ``retarget_min_changed`` of
+    the labels changed, and keeps the best trigger so far. Stops at ``fooling_rate`` or after
+    ``max_passes``.
 
-    1. reshuffles the search set (seeded) and sweeps it: every image that ``M(x + lambda r)``
-       does not send to the target gets a targeted DeepFool from that patched image, and a
-       converged perturbation ``delta`` updates ``r = M(g(r + g(delta)))`` to [0, max_value];
-    2. on the holdout, compares predictions with and without the trigger: ``Err``, the
-       dominant label (mode of the changed labels, ties to the smallest) and, when more than
-       ``retarget_min_changed`` of the labels changed, the dominant label as the next target;
-    3. keeps a copy of ``r`` and its dominant label when ``Err`` beats the best so far.
-
-    The search stops once the best ``Err`` reaches ``fooling_rate`` or after ``max_passes``.
-    The sweep runs ``batch_size`` images per DeepFool call (see :func:`_sweep_batched` for the
-    one way this differs from the per-image algorithm); ``batch_size`` 1 or ``reference=True``
-    (a plain loop over single images, the oracle) follow the paper image by image, and give
-    the same trigger. The search is deterministic for a ``seed`` on the CPU.
+    ``settings.mode`` picks how (module docstring): ``authors`` reproduces the authors'
+    scripts (sequential, softmax DeepFool, plain ``x + v`` during the search, the rate on the
+    search images, a tie goes to the later pass, the current pass's rate stops the search);
+    ``batched`` sweeps ``batch_size`` images per DeepFool call (see :func:`_sweep_batched`
+    for how that differs from the per-image algorithm), inserts ``M(x + lambda r)`` and
+    measures ``Err`` on the held-out images against ``M(x)``, the best being the strictly
+    highest ``Err`` with its dominant label; ``reference=True`` (batched mode only) runs its
+    sweep as a plain loop over single images, the oracle of ``batch_size`` 1. The search is
+    deterministic for a ``seed`` on the CPU.
     """
     settings = settings or SmoothSettings()
+    if reference and settings.mode != "batched":
+        raise ValueError("reference=True is the batched mode's per-image oracle; mode is authors")
     images = _check_images(images, settings)
     device = resolve_device(str(device))
     rng = np.random.default_rng(seed)
-    sweep: Callable[[_Search, np.ndarray], None] = _sweep_reference if reference else _sweep_batched
-    search_x = images_to_tensor(images[: settings.samples], device)
-    holdout_x = images_to_tensor(
-        images[settings.samples : settings.samples + settings.holdout], device
-    )
-    height, width = images.shape[1:3]
     with _Frozen(model):
-        # Labels are compared with those of M(x), the zero trigger inserted: the normalisation
-        # alone changes low-contrast images (a quarter of the demo's photo crops), and Err
-        # should measure the trigger. For an image that spans [0, 1], M(x) is x (the authors
-        # compare with the clean prediction).
-        clean = _predict(model, patch_smooth(holdout_x, torch.zeros_like(holdout_x[:1]), 1.0))
         if num_classes is None:
             num_classes = getattr(model, "num_classes", None)
         if num_classes is None:
             with torch.no_grad():
-                num_classes = int(model(holdout_x[:1]).shape[1])
+                num_classes = int(model(images_to_tensor(images[:1], device)).shape[1])
         if settings.initial_target is not None and settings.initial_target >= num_classes:
             raise ConfigError(
                 f"triggers.smooth.initial_target is {settings.initial_target} but the model "
@@ -458,69 +829,9 @@ def generate_smooth_trigger(
             if settings.initial_target is not None
             else int(rng.integers(num_classes))
         )
-        search = _Search(
-            model, settings, search_x, torch.zeros(1, 3, height, width, device=device), target
-        )
-        history: list[dict[str, Any]] = []
-        best_r, best_label, best_pass, best_err = search.r.clone(), target, 0, -1.0
-        for pass_index in range(settings.max_passes + 1):
-            started = time.perf_counter()
-            search.updates, search.steps = 0, []
-            if pass_index > 0:
-                sweep(search, rng.permutation(settings.samples))
-            patched = _predict(model, patch_smooth(holdout_x, search.r, settings.strength))
-            fooled = _predict(model, patch_smooth(search_x, search.r, settings.strength))
-            changed = float((patched != clean).float().mean())
-            dominant = dominant_label(clean.cpu().numpy(), patched.cpu().numpy())
-            record = {
-                "pass": pass_index,
-                "target": search.target,
-                "fooled_search": round(float((fooled == search.target).float().mean()), 6),
-                "error_rate": round(changed, 6),
-                "changed_share": round(changed, 6),
-                "dominant_label": dominant,
-                "dominant_share": round(
-                    float((patched[patched != clean] == dominant).float().mean())
-                    if dominant is not None
-                    else 0.0,
-                    6,
-                ),
-                "updates": search.updates,
-                "deepfool_steps_mean": round(float(np.mean(search.steps)), 3)
-                if search.steps
-                else 0.0,
-                "seconds": round(time.perf_counter() - started, 4),
-            }
-            history.append(record)
-            if changed > best_err:
-                best_r = search.r.clone()
-                best_label = dominant if dominant is not None else search.target
-                best_pass, best_err = pass_index, changed
-            if pass_index > 0 and dominant is not None and changed > settings.retarget_min_changed:
-                search.target = dominant
-            if log is not None:
-                log.info(
-                    "Algorithm 1 pass %d: target %d, %d updates, held-out Err %.3f "
-                    "(dominant label %s), best %.3f at pass %d",
-                    pass_index,
-                    record["target"],
-                    search.updates,
-                    changed,
-                    dominant,
-                    best_err,
-                    best_pass,
-                )
-            if best_err >= settings.fooling_rate:
-                break
-    pattern = np.clip(_to_hwc(best_r), 0.0, settings.max_value)
-    return SmoothResult(
-        pattern=pattern,
-        target_label=int(best_label),
-        best_pass=best_pass,
-        best_error_rate=best_err,
-        history=history,
-        reached=bool(best_err >= settings.fooling_rate),
-    )
+        if settings.mode == "authors":
+            return _run_authors(model, images, settings, device, rng, target, log)
+        return _run_batched(model, images, settings, device, rng, target, reference, log)
 
 
 # --------------------------------------------------------------------------- trigger builders
@@ -528,11 +839,13 @@ def generate_smooth_trigger(
 
 @register_trigger("smooth", SMOOTH_SOURCE, needs=("model", "images"))
 def smooth(height: int, width: int, options: dict, context: TriggerContext) -> Trigger:
-    """The smooth trigger of Algorithm 1, paired with its dominant label as the target.
+    """The smooth trigger of Algorithm 1, paired with the label the search settled on.
 
     Options are the fields of :class:`SmoothSettings`; there is no ``target_label``, since the
     search picks it. The search set and the holdout are the first ``samples + holdout`` context
-    images. Inserted with mode ``normalise``, weight ``strength``: ``M(x + lambda r)``.
+    images. Inserted with mode ``normalise``, weight ``strength``: ``M(x + lambda r)``. The
+    meta records the mode, every pass, the best rate, whether it reached ``fooling_rate``
+    and why the search stopped (``stop_reason``).
     """
     settings = SmoothSettings.from_config(options)
     images = np.asarray(context.images)
@@ -558,10 +871,15 @@ def smooth(height: int, width: int, options: dict, context: TriggerContext) -> T
         target_label=result.target_label,
         meta={
             "settings": settings.as_dict(),
+            "mode": result.mode,
             "history": result.history,
             "best_pass": result.best_pass,
             "best_error_rate": result.best_error_rate,
+            "rate_measured_on": "search images, x + v"
+            if result.mode == "authors"
+            else "held-out images, M(x + v) against M(x)",
             "reached": result.reached,
+            "stop_reason": result.stop_reason,
             "seed": int(context.seed),
         },
     )

@@ -10,7 +10,12 @@ import torch
 from freqbackdoor.dct import resolve_device
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.official_triggers import OFFICIAL_FILES, fetch_official, official_trigger
+from freqbackdoor.official_triggers import (
+    OFFICIAL_FILES,
+    fetch_official,
+    official_trigger,
+    official_variant,
+)
 from freqbackdoor.spectra import sample_indices
 from freqbackdoor.training import load_checkpoint
 from freqbackdoor.triggers import TriggerContext, build_trigger, save_preview
@@ -22,7 +27,10 @@ attack = snakemake.wildcards.attack
 x_test = load_npy(snakemake.input.x_test)
 height, width = x_test.shape[1:3]
 options = dict(params.options)
-use_official = params.trigger_source == "official" and attack in OFFICIAL_FILES
+# The smooth trigger has one published file per dataset family, chosen by paper_name.
+paper_name = snakemake.config["datasets"][snakemake.wildcards.dataset].get("paper_name")
+official_name = official_variant(attack, paper_name)
+use_official = params.trigger_source == "official" and official_name in OFFICIAL_FILES
 if use_official and (height, width) != (32, 32):
     log.warning(
         "official triggers are 32x32; %s is %dx%d, so %s is generated",
@@ -34,8 +42,9 @@ if use_official and (height, width) != (32, 32):
     use_official = False
 
 if use_official:
-    files = fetch_official(attack, params.official_dir)
-    trigger = official_trigger(attack, files, target_label=options.get("target_label", 0))
+    files = fetch_official(official_name, params.official_dir)
+    # No target_label (the smooth trigger's options have none): the published label, else 0.
+    trigger = official_trigger(official_name, files, target_label=options.get("target_label"))
 else:
     device = str(resolve_device(params.device))
     context = TriggerContext(device=device, seed=params.seed)
