@@ -252,3 +252,40 @@ rule poisoning_figure:
         triggers=lambda wc: poisoned_triggers(wc.dataset),
     script:
         "../workflow/scripts/poisoning_figure.py"
+
+
+rule smooth_highfreq_table:
+    input:
+        x_test=[f"results/data/{d}/x_test.npy" for d in official_smooth_datasets()],
+        triggers=[
+            f"results/triggers/{d}/smooth.npz" for d in official_smooth_datasets()
+        ],
+    output:
+        csv="results/tables/smooth_highfreq.csv",
+        md=report(
+            "results/tables/smooth_highfreq.md",
+            caption="../report/smooth_highfreq.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/smooth_highfreq_table.log",
+    benchmark:
+        "results/benchmarks/smooth_highfreq_table.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        datasets=official_smooth_datasets(),
+        paper_names=[
+            config["datasets"][d].get("paper_name") for d in official_smooth_datasets()
+        ],
+        official_dir=f"{RAW}/official_triggers",
+        cutoff=config["highfreq"]["cutoff"],
+        n_boot=config["highfreq"]["bootstrap"],
+        samples=config["highfreq"]["samples"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/smooth_highfreq_table.py"

@@ -83,6 +83,7 @@ rule trigger:
         options=lambda wc: trigger_options(wc.attack),
         trigger_source=config["trigger_source"],
         official_dir=f"{RAW}/official_triggers",
+        paper_name=lambda wc: dataset_spec(wc.dataset).get("paper_name"),
         device=config["device"],
         seed=config["seed"],
         context_samples=config["trigger_context_samples"],

@@ -28,8 +28,7 @@ x_test = load_npy(snakemake.input.x_test)
 height, width = x_test.shape[1:3]
 options = dict(params.options)
 # The smooth trigger has one published file per dataset family, chosen by paper_name.
-paper_name = snakemake.config["datasets"][snakemake.wildcards.dataset].get("paper_name")
-official_name = official_variant(attack, paper_name)
+official_name = official_variant(attack, params.paper_name)
 use_official = params.trigger_source == "official" and official_name in OFFICIAL_FILES
 if use_official and (height, width) != (32, 32):
     log.warning(
