@@ -11,10 +11,14 @@ This module holds the defence itself; the workflow's ``mna_*`` rules train the m
 * The *upgrade* adds shadow models poisoned with smooth triggers (:func:`draw_lowpass_trigger`,
   a random pattern through the low-pass filter ``g``, or Algorithm 1 run on a benign shadow
   model, :func:`algorithm1_trigger`).
+* Every shadow and target model is trained by MNTD's recipe (:mod:`freqbackdoor.mntd`: their
+  CIFAR-10 network, Adam 1e-3, batches of 100, poisoned copies appended to the clean set).
 * :class:`MetaClassifier` feeds a set of learned query images to a model, concatenates its
   logits on them and maps them through a small dense network to one "trojaned" logit;
   :func:`train_meta_classifier` trains the queries and the network together on the shadow
-  models with binary cross-entropy, one model per step ("query tuning").
+  models with binary cross-entropy, one model per step ("query tuning"), and keeps the epoch
+  whose AUC on a separate set of validation shadow models is best (MNTD's ``run_meta.py``).
+  The queries start at the defender's per-channel data mean and standard deviation.
 * :func:`auc_summary` scores the *target models* (clean, smooth-poisoned, classic-poisoned) by
   AUC over several meta-training seeds, with a 95% t-interval across seeds.
 """
@@ -35,6 +39,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from . import mntd  # noqa: F401  (registers MNTD's architecture in MODELS)
 from .errors import ConfigError, DataError
 from .smooth import SmoothSettings, generate_smooth_trigger, lowpass_trigger
 from .triggers import Trigger, TriggerContext
@@ -218,11 +223,17 @@ def uses_algorithm1(index: int, share: float) -> bool:
 # --------------------------------------------------------------------------- meta-classifier
 
 
+QUERY_INIT_DATA = "data"
+
+
 @dataclasses.dataclass(frozen=True)
 class MetaSettings:
     """How the meta-classifier is built and trained (config key ``mna.meta``); MNTD's values.
 
-    ``queries`` learned query images initialised N(0, ``query_init``^2); a dense layer of
+    ``queries`` learned query images, initialised (``query_init``) from the data: ``"data"``
+    draws each pixel of channel ``c`` from N(mean_c, std_c^2), the defender's per-channel
+    statistics (MNTD's ``run_meta.py`` for CIFAR-10); a number ``s`` draws N(0, s^2) (MNTD's
+    ``MetaClassifier`` default, 1e-3, used for tasks without data statistics). A dense layer of
     ``hidden`` units with ReLU and one output; Adam with ``lr`` for ``epochs`` passes over the
     shadow models, one model per step; ``query_tuning`` False freezes the queries (MNTD's
     ablation); ``threshold`` on the sigmoid output flags a model as trojaned.
@@ -232,7 +243,7 @@ class MetaSettings:
     hidden: int = 20
     epochs: int = 10
     lr: float = 1e-3
-    query_init: float = 1e-3
+    query_init: str | float = QUERY_INIT_DATA
     query_tuning: bool = True
     threshold: float = 0.5
 
@@ -243,8 +254,13 @@ class MetaSettings:
                 raise ConfigError(f"mna.meta.{key} must be an integer >= 1, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"mna.meta.lr must be positive, got {self.lr!r}")
-        if not self.query_init >= 0:
-            raise ConfigError(f"mna.meta.query_init must be >= 0, got {self.query_init!r}")
+        init = self.query_init
+        numeric = isinstance(init, int | float) and not isinstance(init, bool)
+        if not (init == QUERY_INIT_DATA or (numeric and init >= 0)):
+            raise ConfigError(
+                f"mna.meta.query_init must be {QUERY_INIT_DATA!r} or a standard deviation >= 0, "
+                f"got {init!r}"
+            )
         if not 0 < self.threshold < 1:
             raise ConfigError(f"mna.meta.threshold must be in (0, 1), got {self.threshold!r}")
 
@@ -263,12 +279,44 @@ class MetaSettings:
         return dataclasses.asdict(self)
 
 
+def initial_queries(
+    settings: MetaSettings,
+    input_shape: tuple[int, int, int],
+    generator: torch.Generator,
+    query_stats: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> torch.Tensor:
+    """``settings.queries`` x ``input_shape`` starting queries (see :class:`MetaSettings`).
+
+    ``query_stats`` is ``(mean, std)`` per channel (:func:`freqbackdoor.mntd.channel_stats` of
+    the defender's shadow images), required by ``query_init: data``.
+    """
+    noise = torch.randn(settings.queries, *input_shape, generator=generator)
+    if settings.query_init != QUERY_INIT_DATA:
+        return noise * float(settings.query_init)
+    if query_stats is None:
+        raise ConfigError(
+            "mna.meta.query_init: data needs the per-channel mean and standard deviation of the "
+            "shadow data (query_stats)"
+        )
+    mean, std = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in query_stats)
+    channels = input_shape[0]
+    if mean.shape != (channels,) or std.shape != (channels,):
+        raise DataError(
+            f"query statistics of shapes {tuple(mean.shape)} and {tuple(std.shape)} for "
+            f"{channels}-channel queries"
+        )
+    return noise * std.view(-1, 1, 1) + mean.view(-1, 1, 1)
+
+
 class MetaClassifier(nn.Module):
     """MNTD's meta-classifier: learned queries, the model's logits on them, a dense network.
 
     ``forward(model)`` runs ``model`` (float NCHW input, logits out) on the queries and returns
     one logit: positive means "trojaned". Gradients flow through the (frozen) model into the
-    queries, which is what query tuning trains.
+    queries, which is what query tuning trains. ``query_stats`` as in :func:`initial_queries`.
+    :func:`train_meta_classifier` and :func:`meta_scores` query models in eval mode (dropout
+    off), so a model's score is a function of its weights; MNTD's ``utils_meta.py`` leaves them
+    in train mode, so its scores carry dropout noise.
     """
 
     def __init__(
@@ -277,6 +325,7 @@ class MetaClassifier(nn.Module):
         num_classes: int,
         settings: MetaSettings,
         seed: int = 0,
+        query_stats: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(int(seed))
@@ -284,8 +333,8 @@ class MetaClassifier(nn.Module):
             torch.manual_seed(int(seed))
             self.fc = nn.Linear(settings.queries * num_classes, settings.hidden)
             self.output = nn.Linear(settings.hidden, 1)
-        queries = torch.randn(settings.queries, *input_shape, generator=generator)
-        self.queries = nn.Parameter(queries * settings.query_init)
+        queries = initial_queries(settings, input_shape, generator, query_stats)
+        self.queries = nn.Parameter(queries)
         self.queries.requires_grad_(settings.query_tuning)
         self.num_classes = num_classes
 
@@ -309,6 +358,27 @@ def _frozen(models: Sequence[nn.Module], device: torch.device) -> list[nn.Module
     return out
 
 
+def best_epoch(val_aucs: Sequence[float]) -> int:
+    """The 1-based epoch whose validation AUC is highest; ties go to the earliest (MNTD keeps a
+    later epoch only when its AUC is strictly higher). NaN AUCs never win unless all are NaN,
+    when the last epoch is kept."""
+    values = np.asarray(val_aucs, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no epochs to choose from")
+    if np.isnan(values).all():
+        return int(values.size)
+    return int(np.nanargmax(values)) + 1
+
+
+def _labels(labels: Sequence[int], count: int, what: str) -> np.ndarray:
+    labels = np.asarray(labels, dtype=np.float32)
+    if count != labels.size:
+        raise ValueError(f"{count} {what} models but {labels.size} labels")
+    if set(labels.tolist()) != {0.0, 1.0}:
+        raise DataError(f"the meta-classifier needs both benign (0) and trojaned (1) {what} models")
+    return labels
+
+
 def train_meta_classifier(
     models: Sequence[nn.Module],
     labels: Sequence[int],
@@ -317,25 +387,35 @@ def train_meta_classifier(
     settings: MetaSettings,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    val_models: Sequence[nn.Module] | None = None,
+    val_labels: Sequence[int] | None = None,
+    query_stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[MetaClassifier, dict[str, Any]]:
     """Train a :class:`MetaClassifier` on shadow ``models`` (label 1: trojaned, 0: benign).
 
     Each epoch visits the models in a seeded random order, one Adam step per model on the
-    binary cross-entropy of its logit (MNTD's loop). Returns the classifier (eval mode) and
-    its history (mean loss and training accuracy per epoch).
+    binary cross-entropy of its logit (MNTD's loop). With ``val_models`` (validation shadow
+    models, both kinds) the AUC of their scores is measured after every epoch and the weights
+    of the best epoch (:func:`best_epoch`) are kept, as MNTD's ``run_meta.py`` does; without,
+    the last epoch is kept. ``query_stats`` as in :func:`initial_queries`.
+
+    Returns the classifier (eval mode) and its history: per epoch ``loss`` (mean) and
+    ``train_acc``, ``val_auc`` (None without validation models), and ``best_epoch``.
     """
-    labels = np.asarray(labels, dtype=np.float32)
-    if len(models) != labels.size:
-        raise ValueError(f"{len(models)} shadow models but {labels.size} labels")
-    if len(set(labels.tolist())) != 2:
-        raise DataError("the meta-classifier needs both benign (0) and trojaned (1) shadow models")
+    labels = _labels(labels, len(models), "shadow")
+    validate = val_models is not None and len(val_models) > 0
+    if validate:
+        val_labels = _labels(
+            val_labels if val_labels is not None else [], len(val_models), "validation"
+        )
     device = torch.device(device)
     models = _frozen(models, device)
-    meta = MetaClassifier(input_shape, num_classes, settings, seed).to(device)
+    meta = MetaClassifier(input_shape, num_classes, settings, seed, query_stats).to(device)
     optimiser = torch.optim.Adam([p for p in meta.parameters() if p.requires_grad], lr=settings.lr)
     loss_fn = nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(seed)
-    history: dict[str, list[float]] = {"loss": [], "train_acc": []}
+    history: dict[str, Any] = {"loss": [], "train_acc": [], "val_auc": []}
+    best_state, best_auc = None, -math.inf
     for _ in range(settings.epochs):
         meta.train()
         losses, correct = [], 0
@@ -350,6 +430,22 @@ def train_meta_classifier(
             correct += int((float(logit.detach()) > 0) == bool(labels[i]))
         history["loss"].append(float(np.mean(losses)))
         history["train_acc"].append(correct / len(models))
+        if validate:
+            meta.eval()
+            scores = meta_scores(meta, val_models)
+            value = float(roc_auc_score(val_labels, scores))
+            history["val_auc"].append(value)
+            if value > best_auc:  # strictly better, as in MNTD: ties keep the earlier epoch
+                best_auc = value
+                best_state = {k: v.detach().clone() for k, v in meta.state_dict().items()}
+        else:
+            history["val_auc"].append(None)
+    if validate:
+        history["best_epoch"] = best_epoch(history["val_auc"])
+        if best_state is not None:
+            meta.load_state_dict(best_state)
+    else:
+        history["best_epoch"] = settings.epochs
     meta.eval()
     return meta, history
 
@@ -510,7 +606,19 @@ def check_mna_config(
     mna: Mapping[str, Any], smooth_datasets: Sequence[str], attacks: Mapping[str, Sequence[str]]
 ) -> None:
     """``ConfigError`` naming the key when the ``mna`` block cannot run: a dataset without
-    Section 5 (its smooth trigger), or a classic trigger the dataset does not build."""
+    Section 5 (its smooth trigger), a classic trigger the dataset does not build, validation
+    shadow models of one kind only (their AUC needs benign and jumbo ones), or a training
+    recipe :class:`~freqbackdoor.mntd.MNTDTraining` rejects."""
+    validation = dict(mna.get("validation_models", {}))
+    if validation.get("smooth", 0) and not validation.get("benign", 0):
+        raise ConfigError("mna.validation_models: smooth validation models need benign ones")
+    if bool(validation.get("benign", 0)) != bool(validation.get("jumbo", 0)):
+        raise ConfigError(
+            "mna.validation_models: benign and jumbo must both be 0 (keep the meta-classifier's "
+            f"last epoch) or both at least 1 (keep its best validation AUC), got {validation}"
+        )
+    if "training" in mna:
+        mntd.MNTDTraining.from_config(mna["training"])
     for dataset in mna.get("datasets", []):
         if dataset not in attacks:
             raise ConfigError(

@@ -228,7 +228,7 @@ def _problem(
     model = context.model
     if not callable(getattr(model, "features", None)):
         raise ConfigError(f"trigger {name!r}: the model has no features() to read neurons from")
-    with torch.no_grad():
+    with _Frozen(model), torch.no_grad():  # eval mode: BatchNorm statistics stay untouched
         n_features = model.features(x[:1]).flatten(1).shape[1]
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, nn.Linear) and classifier.in_features != n_features:

@@ -452,7 +452,14 @@ def smooth_outputs():
             outputs += [
                 f"results/figures/{figure}/{dataset}.{ext}" for ext in ("png", "pdf")
             ]
+    if official_smooth_datasets():
+        outputs.append("results/tables/smooth_highfreq.md")
     return outputs
+
+
+def official_smooth_datasets():
+    """Section 5 datasets of 32 px, where the authors' published smooth triggers apply."""
+    return [d for d in smooth_datasets() if config["datasets"][d]["size"] == 32]
 
 
 # --------------------------------------------------------------------------- Section 5.4: MNA
@@ -470,10 +477,12 @@ def mna_spec(dataset):
 
 
 def mna_counts(dataset, role):
-    """Models per kind: shadow (benign, jumbo, smooth) or target (clean, smooth, classic)."""
+    """Models per kind: shadow (benign, jumbo, smooth; the training ones, then the validation
+    ones) or target (clean, smooth, classic)."""
     spec = mna_spec(dataset)
     if role == "shadow":
-        return dict(spec["shadow_models"])
+        validation = spec.get("validation_models", {})
+        return {k: n + validation.get(k, 0) for k, n in spec["shadow_models"].items()}
     counts = {k: spec["target_models"][k] for k in ("clean", "smooth")}
     counts.update(
         {attack: spec["target_models"]["classic"] for attack in spec["classic"]}
@@ -503,8 +512,9 @@ def mna_group_paths(dataset, role, kind, ext):
 
 
 def mna_training_settings(dataset):
-    """The shadow and target models' recipe: the poisoned models', then ``mna.training``."""
-    return {**poisoned_model_settings(dataset), **mna_spec(dataset)["training"]}
+    """The shadow and target models' recipe, ``mna.training`` (MNTD's; not the reference
+    classifier's): resolved by ``freqbackdoor.mntd.MNTDTraining`` in the job."""
+    return dict(mna_spec(dataset)["training"])
 
 
 def mna_search_settings(dataset):
@@ -524,13 +534,15 @@ def mna_data_inputs(dataset):
 
 
 def mna_shadow_inputs(wildcards):
-    """The data; smooth shadow models also the benign ones Algorithm 1 searches on."""
-    inputs = mna_data_inputs(wildcards.dataset)
+    """The data; smooth shadow models also the groups holding the benign training shadow
+    models, which Algorithm 1 searches on."""
+    dataset = wildcards.dataset
+    inputs = mna_data_inputs(dataset)
     if wildcards.kind == "smooth":
-        inputs["benign"] = mna_group_paths(wildcards.dataset, "shadow", "benign", "pt")
-        inputs["benign_meta"] = mna_group_paths(
-            wildcards.dataset, "shadow", "benign", "json"
-        )
+        spec = mna_spec(dataset)
+        groups = -(-spec["shadow_models"]["benign"] // spec["models_per_job"])
+        for key, ext in (("benign", "pt"), ("benign_meta", "json")):
+            inputs[key] = mna_group_paths(dataset, "shadow", "benign", ext)[:groups]
     return inputs
 
 
@@ -543,8 +555,10 @@ def mna_target_inputs(wildcards):
 
 
 def mna_meta_inputs(wildcards):
+    """Every shadow and target group, and the training images (the queries' statistics)."""
     dataset = wildcards.dataset
     inputs = {"shadow": [], "shadow_meta": [], "targets": [], "target_meta": []}
+    inputs["x_train"] = f"results/data/{dataset}/x_train.npy"
     for kind in mna_counts(dataset, "shadow"):
         inputs["shadow"] += mna_group_paths(dataset, "shadow", kind, "pt")
         inputs["shadow_meta"] += mna_group_paths(dataset, "shadow", kind, "json")

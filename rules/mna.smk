@@ -1,7 +1,8 @@
 # Section 5.4: Meta Neural Analysis (Xu et al.'s MNTD) against models poisoned with the smooth
 # trigger, before and after its shadow models include smooth triggers. Each job trains one group
-# of `mna.models_per_job` shadow or target models, so a cluster trains them in parallel; the
-# meta-classifier gathers them.
+# of `mna.models_per_job` shadow or target models by MNTD's recipe (`mna.training`), so a cluster
+# trains them in parallel; a kind's shadow models are its training ones, then its validation
+# ones (`mna.validation_models`); the meta-classifier gathers them.
 
 
 rule mna_shadow_models:
@@ -26,12 +27,13 @@ rule mna_shadow_models:
     params:
         role="shadow",
         indices=lambda wc: mna_group_indices(wc.dataset, "shadow", wc.kind, wc.group),
-        settings=lambda wc: mna_training_settings(wc.dataset),
+        training=lambda wc: mna_training_settings(wc.dataset),
         share=None,
         smooth=lambda wc: mna_search_settings(wc.dataset),
         algorithm1_share=lambda wc: mna_spec(wc.dataset)["smooth_shadow"][
             "algorithm1_share"
         ],
+        benign_train=lambda wc: mna_spec(wc.dataset)["shadow_models"]["benign"],
         shadow_share=lambda wc: mna_spec(wc.dataset)["shadow_share"],
         target_share=lambda wc: mna_spec(wc.dataset)["target_share"],
         stacked=lambda wc: mna_spec(wc.dataset)["stacked"],
@@ -61,10 +63,11 @@ rule mna_target_models:
     params:
         role="target",
         indices=lambda wc: mna_group_indices(wc.dataset, "target", wc.kind, wc.group),
-        settings=lambda wc: mna_training_settings(wc.dataset),
+        training=lambda wc: mna_training_settings(wc.dataset),
         share=lambda wc: smooth_spec(wc.dataset)["poison_share"],
         smooth=lambda wc: mna_search_settings(wc.dataset),
         algorithm1_share=0.0,
+        benign_train=0,
         shadow_share=lambda wc: mna_spec(wc.dataset)["shadow_share"],
         target_share=lambda wc: mna_spec(wc.dataset)["target_share"],
         stacked=lambda wc: mna_spec(wc.dataset)["stacked"],
@@ -95,6 +98,9 @@ rule mna_meta_classifier:
     params:
         meta=lambda wc: mna_spec(wc.dataset)["meta"],
         seeds=lambda wc: mna_spec(wc.dataset)["seeds"],
+        shadow_models=lambda wc: mna_spec(wc.dataset)["shadow_models"],
+        shadow_share=lambda wc: mna_spec(wc.dataset)["shadow_share"],
+        target_share=lambda wc: mna_spec(wc.dataset)["target_share"],
         seed=config["seed"],
         device=config["device"],
     script:

@@ -7,6 +7,7 @@ import scipy.stats
 import torch
 from torch import nn
 
+from freqbackdoor.datasets import prepare
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.metrics import compare
 from freqbackdoor.mna import (
@@ -14,6 +15,7 @@ from freqbackdoor.mna import (
     MetaSettings,
     auc,
     auc_summary,
+    best_epoch,
     check_mna_config,
     draw_jumbo_trigger,
     draw_lowpass_trigger,
@@ -26,7 +28,17 @@ from freqbackdoor.mna import (
     train_meta_classifier,
     uses_algorithm1,
 )
+from freqbackdoor.mntd import (
+    MNTDTraining,
+    append_poisoned_copies,
+    channel_stats,
+    target_epochs,
+)
+from freqbackdoor.model_groups import group_logits, train_model_group
+from freqbackdoor.models import build_model, count_parameters
+from freqbackdoor.poisoning import poison_training_set
 from freqbackdoor.smooth import SmoothSettings
+from freqbackdoor.triggers import Trigger
 
 
 def _draws(seed: int, n: int = 400, size: int = 32, classes: int = 10):
@@ -168,7 +180,7 @@ def test_the_meta_classifier_tells_obviously_trojaned_models_from_clean_ones():
 def test_query_tuning_changes_the_queries_and_can_be_switched_off():
     shadow, labels = _zoo(8, 0)
     for tuning in (True, False):
-        settings = MetaSettings(queries=2, hidden=4, epochs=2, query_tuning=tuning)
+        settings = MetaSettings(queries=2, hidden=4, epochs=2, query_init=1e-3, query_tuning=tuning)
         before = MetaClassifier((3, 8, 8), 3, settings, seed=5).queries.detach().clone()
         meta, _ = train_meta_classifier(shadow, labels, (3, 8, 8), 3, settings, seed=5)
         changed = not torch.equal(meta.queries.detach(), before)
@@ -178,7 +190,7 @@ def test_query_tuning_changes_the_queries_and_can_be_switched_off():
 
 def test_meta_training_is_deterministic_for_a_seed():
     shadow, labels = _zoo(8, 0)
-    settings = MetaSettings(queries=2, hidden=4, epochs=3)
+    settings = MetaSettings(queries=2, hidden=4, epochs=3, query_init=1e-3)
     a = meta_scores(
         train_meta_classifier(shadow, labels, (3, 8, 8), 3, settings, seed=1)[0], shadow
     )
@@ -190,13 +202,70 @@ def test_meta_training_is_deterministic_for_a_seed():
 
 def test_meta_training_needs_both_kinds_and_matching_labels():
     shadow, _ = _zoo(4, 0)
-    settings = MetaSettings(queries=2, hidden=4, epochs=1)
+    settings = MetaSettings(queries=2, hidden=4, epochs=1, query_init=1e-3)
     with pytest.raises(DataError, match="both"):
         train_meta_classifier(shadow, [0, 0, 0, 0], (3, 8, 8), 3, settings)
     with pytest.raises(ValueError, match="labels"):
         train_meta_classifier(shadow, [0, 1], (3, 8, 8), 3, settings)
     with pytest.raises(DataError, match="logits of shape"):
         train_meta_classifier(shadow, [0, 1, 0, 1], (3, 8, 8), 5, settings)
+
+
+def test_best_epoch_is_the_first_highest_validation_auc():
+    assert best_epoch([0.5, 0.8, 0.8, 0.7]) == 2  # a tie keeps the earlier epoch (MNTD: ">")
+    assert best_epoch([0.9, 0.6, 0.7]) == 1
+    assert best_epoch([0.1, 0.2, 0.3]) == 3
+    assert best_epoch([float("nan"), 0.4, 0.3]) == 2
+    assert best_epoch([float("nan")] * 3) == 3  # nothing to choose by: the last epoch
+
+
+def test_the_meta_classifier_keeps_its_best_validation_epoch(monkeypatch):
+    """Hand-made: the validation AUCs of the four epochs are scripted as 0.6, 0.9, 0.7, 0.9;
+    the kept weights must be exactly those after epoch 2 (a later tie does not replace it)."""
+    shadow, labels = _zoo(12, 0)
+    validation, truth = _zoo(4, 500)
+    settings = MetaSettings(queries=2, hidden=4, epochs=4, lr=1e-2, query_init=0.01)
+    scripted = iter([0.6, 0.9, 0.7, 0.9])
+    monkeypatch.setattr("freqbackdoor.mna.roc_auc_score", lambda *_: next(scripted))
+    meta, history = train_meta_classifier(
+        shadow, labels, (3, 8, 8), 3, settings, seed=0, val_models=validation, val_labels=truth
+    )
+    assert history["val_auc"] == [0.6, 0.9, 0.7, 0.9] and history["best_epoch"] == 2
+    two_epochs = MetaSettings(queries=2, hidden=4, epochs=2, lr=1e-2, query_init=0.01)
+    reference, plain = train_meta_classifier(shadow, labels, (3, 8, 8), 3, two_epochs, seed=0)
+    assert plain["best_epoch"] == 2 and plain["val_auc"] == [None, None]  # no validation: last
+    assert plain["loss"] == history["loss"][:2]  # the same run up to epoch 2
+    for key, value in reference.state_dict().items():
+        assert torch.equal(meta.state_dict()[key], value), key
+    with pytest.raises(DataError, match="validation"):
+        train_meta_classifier(
+            shadow, labels, (3, 8, 8), 3, settings, val_models=validation[:2], val_labels=[0, 0]
+        )
+
+
+def test_queries_start_at_the_datas_channel_statistics():
+    rng = np.random.default_rng(0)
+    images = np.stack(
+        [rng.normal(loc, scale, (40, 8, 8)) for loc, scale in ((50, 10), (128, 40), (200, 20))],
+        axis=-1,
+    )
+    images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+    mean, std = channel_stats(images)
+    values = images.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(mean, values.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std, values.std(0), rtol=1e-5)
+    settings = MetaSettings(queries=300)
+    queries = MetaClassifier((3, 8, 8), 3, settings, seed=1, query_stats=(mean, std)).queries
+    per_channel = queries.detach().permute(1, 0, 2, 3).reshape(3, -1)
+    np.testing.assert_allclose(per_channel.mean(1).numpy(), mean, atol=0.01)
+    np.testing.assert_allclose(per_channel.std(1).numpy(), std, rtol=0.03)
+    old = MetaClassifier((3, 8, 8), 3, MetaSettings(queries=300, query_init=1e-3), seed=1)
+    assert float(old.queries.detach().mean().abs()) < 1e-4
+    assert float(old.queries.detach().std()) == pytest.approx(1e-3, rel=0.03)
+    with pytest.raises(ConfigError, match="query_init: data"):
+        MetaClassifier((3, 8, 8), 3, settings)
+    with pytest.raises(DataError, match="uint8"):
+        channel_stats(images[:0])
 
 
 def test_meta_settings_name_bad_keys_and_values():
@@ -206,6 +275,9 @@ def test_meta_settings_name_bad_keys_and_values():
         MetaSettings.from_config({"epochs": 0})
     with pytest.raises(ConfigError, match="threshold"):
         MetaSettings(threshold=1.0)
+    with pytest.raises(ConfigError, match="query_init"):
+        MetaSettings(query_init="zeros")
+    assert MetaSettings().query_init == "data"  # MNTD's run_meta.py for CIFAR-10
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -292,3 +364,117 @@ def test_check_mna_config_names_the_key():
         check_mna_config({**mna, "datasets": ["cifar"]}, ["cifar"], attacks)
     with pytest.raises(ConfigError, match="mna.classic: blend"):
         check_mna_config({**mna, "classic": ["blend"]}, ["photos32"], attacks)
+
+
+# --------------------------------------------------------------------------- MNTD's recipe
+
+
+def test_mntds_network_has_its_parameter_count():
+    conv = [(3, 32), (32, 32), (32, 64), (64, 64)]
+    by_hand = sum(9 * c_in * c_out + c_out for c_in, c_out in conv)
+    by_hand += 64 * 8 * 8 * 256 + 256  # 2x2 pooling twice: 32 -> 8
+    by_hand += 256 * 256 + 256
+    by_hand += 256 * 10 + 10
+    model = build_model("mntd_cifar10", 10, 32)
+    assert count_parameters(model) == by_hand == 1_182_762
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 10) and model.features(x).shape == (2, 256)
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.5]
+    small = build_model("mntd_cifar10", 7, 16)  # only the first dense layer depends on size
+    assert count_parameters(small) == by_hand - 64 * 48 * 256 - 3 * 257
+    assert count_parameters(build_model("mntd_cifar10", 10, 224, downsample=7)) == by_hand
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        build_model("mntd_cifar10", 10, 30)
+
+
+def _trigger(size: int = 8, target: int = 2) -> Trigger:
+    pattern = np.zeros((size, size, 3), np.float32)
+    mask = np.zeros_like(pattern)
+    pattern[:2, :2], mask[:2, :2] = 1.0, 1.0
+    return Trigger(name="corner", pattern=pattern, mask=mask, mode="replace", target_label=target)
+
+
+def test_appended_poisoning_adds_int_p_n_copies_after_the_untouched_clean_rows():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 200, (37, 8, 8, 3), dtype=np.uint8)
+    y = rng.integers(0, 4, 37)
+    x_before, y_before = x.copy(), y.copy()
+    trigger = _trigger()
+    x_out, y_out, rows = append_poisoned_copies(x, y, trigger, 0.29, seed=5)
+    assert len(rows) == int(0.29 * 37) == 10  # MNTD truncates: round() would give 11
+    assert x_out.shape == (47, 8, 8, 3) and y_out.shape == (47,) and y_out.dtype == np.int64
+    np.testing.assert_array_equal(x_out[:37], x_before)  # clean rows untouched, in order
+    np.testing.assert_array_equal(y_out[:37], y_before)
+    np.testing.assert_array_equal(x, x_before)  # the input is not modified
+    np.testing.assert_array_equal(x_out[37:], trigger.apply(x_before[rows]))
+    assert np.all(y_out[37:] == 2) and np.all(x_out[37:, :2, :2] == 255)
+    assert np.unique(rows).size == rows.size and np.all(np.diff(rows) > 0)
+    again = append_poisoned_copies(x, y, trigger, 0.29, seed=5)[2]
+    np.testing.assert_array_equal(rows, again)
+    with pytest.raises(ConfigError, match="no image"):
+        append_poisoned_copies(x, y, trigger, 0.02, seed=5)
+    # Section 5's poisoned models still replace rows: same size, round(p * N) rows changed.
+    x_rep, _, replaced = poison_training_set(x, y, trigger, 0.29, seed=5)
+    assert x_rep.shape == x.shape and replaced.size == round(0.29 * 37)
+
+
+def test_target_epochs_give_targets_the_shadow_models_steps():
+    assert target_epochs(100, 0.02, 0.5) == 4  # MNTD: int(100 * 0.02 / 0.5)
+    assert target_epochs(6, 0.3, 0.5) == 3  # the demo: int(3.6)
+    assert target_epochs(10, 0.6, 0.2) == 30  # 29.999999999999996 without the nudge
+    assert target_epochs(1, 0.02, 0.5) == 1  # never 0
+    recipe = MNTDTraining.from_config({"shadow_epochs": 100})
+    assert [recipe.epochs(r, 0.02, 0.5) for r in ("shadow", "validation", "target")] == [
+        100,
+        100,
+        4,
+    ]
+    settings = recipe.train_settings("target", 0.02, 0.5, seed=3)
+    assert (settings.epochs, settings.batch_size, settings.lr, settings.optimizer) == (
+        4,
+        100,
+        1e-3,
+        "adam",
+    )
+    assert settings.val_fraction == 0 and not settings.augment and settings.seed == 3
+    assert MNTDTraining().as_dict() == {
+        "architecture": "mntd_cifar10",
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 100,
+        "shadow_epochs": 100,
+        "downsample": 1,
+    }
+    with pytest.raises(ConfigError, match="unknown mna.training key.*epochs"):
+        MNTDTraining.from_config({"epochs": 4})
+    with pytest.raises(ConfigError, match="architecture"):
+        MNTDTraining(architecture="resnet")
+    with pytest.raises(ConfigError, match="role"):
+        recipe.epochs("meta", 0.02, 0.5)
+
+
+def test_mntds_recipe_learns_embedded_photos(tmp_path):
+    """MNTD's network, Adam 1e-3, batches of 100: 180 steps on 210 embedded photo crops of
+    16 px (7 classes, chance 14%) reach far above chance on held-out crops."""
+    spec = {"source": "embedded_photos", "size": 16, "train_per_class": 30, "test_per_class": 20}
+    prepare("photos", spec, tmp_path / "raw", tmp_path / "photos", seed=0)
+    x, y, x_test, y_test = (
+        np.load(tmp_path / "photos" / f"{name}.npy")
+        for name in ("x_train", "y_train", "x_test", "y_test")
+    )
+    settings = MNTDTraining(shadow_epochs=60).train_settings("shadow", 0.3, 0.5)
+    model = build_model("mntd_cifar10", 7, 16, seed=0)
+    history = train_model_group([model], [x], [y], settings, [0], "cpu", stacked=False)
+    accuracy = (group_logits([model], x_test).argmax(2)[0] == y_test).mean()
+    assert accuracy > 0.45, accuracy
+    assert history["train_loss"][0][-1] < 0.5 * history["train_loss"][0][0]
+
+
+def test_check_mna_config_needs_both_validation_kinds():
+    mna = {"datasets": [], "training": {"shadow_epochs": 2}}
+    check_mna_config({**mna, "validation_models": {"benign": 0, "jumbo": 0, "smooth": 0}}, [], {})
+    check_mna_config({**mna, "validation_models": {"benign": 1, "jumbo": 2, "smooth": 1}}, [], {})
+    with pytest.raises(ConfigError, match="benign and jumbo"):
+        check_mna_config({**mna, "validation_models": {"benign": 2, "jumbo": 0}}, [], {})
+    with pytest.raises(ConfigError, match="mna.training"):
+        check_mna_config({**mna, "training": {"optimizer": "lbfgs"}}, [], {})

@@ -244,7 +244,8 @@ def test_deterministic_for_a_seed(built32, context32, name):
 def test_neurons_chosen_by_incoming_connectivity(built32, context32):
     model = context32.model
     scores, rule = ot.incoming_connectivity(model, 2048)
-    channels = model.features[-4].weight.detach().abs().sum(dim=(1, 2, 3))
+    last_conv = [m for m in model.features if isinstance(m, torch.nn.Conv2d)][-1]
+    channels = last_conv.weight.detach().abs().sum(dim=(1, 2, 3))
     np.testing.assert_allclose(scores.numpy(), channels.repeat_interleave(16).numpy(), rtol=1e-6)
     assert "incoming" in rule
     for name in NAMES:

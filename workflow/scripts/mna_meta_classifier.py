@@ -1,10 +1,14 @@
 """Rule mna_meta_classifier: MNA's meta-classifier before and after the smooth-trigger upgrade.
 
-For every meta-training seed, two meta-classifiers with query tuning start from the same
-initial queries and weights: ``before`` on the benign and jumbo shadow models (MNTD), ``after``
-on those plus the smooth shadow models (the upgrade). Both score every target model; the AUC of
-each trojaned kind against the clean targets, its 95% interval over seeds, the detection rate
-and accuracy at the threshold go to the metrics file, every score to the scores file.
+The shadow models of each kind with an index below ``mna.shadow_models[kind]`` train the
+meta-classifier, the next ``mna.validation_models[kind]`` validate it (MNTD's split). For every
+meta-training seed, two meta-classifiers with query tuning start from the same initial queries
+(drawn from the shadow data's per-channel mean and standard deviation) and weights: ``before``
+on the benign and jumbo shadow models (MNTD), ``after`` on those plus the smooth shadow models
+(the upgrade), each kept at the epoch of its best validation AUC (validation models of the same
+kinds). Both score every target model; the AUC of each trojaned kind against the clean targets,
+its 95% interval over seeds, the detection rate and accuracy at the threshold go to the metrics
+file, every score to the scores file.
 """
 
 import time
@@ -14,15 +18,17 @@ import pandas as pd
 import torch
 
 from freqbackdoor.dct import resolve_device
-from freqbackdoor.io import atomic_path, write_json
+from freqbackdoor.io import atomic_path, load_npy, write_json
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.mna import (
     MetaSettings,
     auc_summary,
     meta_scores,
     model_seed,
+    split_rows,
     train_meta_classifier,
 )
+from freqbackdoor.mntd import channel_stats
 from freqbackdoor.model_groups import load_model_group_with_sidecar
 
 log = setup_logging(snakemake.log[0])
@@ -46,15 +52,26 @@ shadow, shadow_records, sample = load(inputs.shadow, inputs.shadow_meta)
 targets, target_records, _ = load(inputs.targets, inputs.target_meta)
 input_shape = (3, sample["size"], sample["size"])
 num_classes = sample["num_classes"]
+x_train = load_npy(inputs.x_train)
+split = split_rows(len(x_train), params.shadow_share, params.target_share, params.seed)
+mean, std = channel_stats(np.asarray(x_train[split["shadow"]]))
+log.info("query initialisation: shadow data mean %s, std %s", mean.round(4), std.round(4))
+training = [r["index"] < params.shadow_models[r["kind"]] for r in shadow_records]
+kinds = {"before": ("benign", "jumbo"), "after": ("benign", "jumbo", "smooth")}
 stages = {
-    "before": [i for i, r in enumerate(shadow_records) if r["kind"] in ("benign", "jumbo")],
-    "after": list(range(len(shadow_records))),
+    stage: [i for i, r in enumerate(shadow_records) if r["kind"] in chosen and training[i]]
+    for stage, chosen in kinds.items()
+}
+validation = {
+    stage: [i for i, r in enumerate(shadow_records) if r["kind"] in chosen and not training[i]]
+    for stage, chosen in kinds.items()
 }
 labels = np.array([int(r["trojaned"]) for r in shadow_records])
 log.info(
-    "%d shadow models (%s), %d target models",
+    "%d shadow models (%s; %d of them validation), %d target models",
     len(shadow),
     pd.Series([r["kind"] for r in shadow_records]).value_counts().to_dict(),
+    len(validation["after"]),
     len(targets),
 )
 
@@ -71,6 +88,9 @@ for repeat in range(params.seeds):
             settings,
             seed=seed,
             device=device,
+            val_models=[shadow[i] for i in validation[stage]],
+            val_labels=labels[validation[stage]],
+            query_stats=(mean, std),
         )
         histories[f"{stage}_{repeat}"] = history
         scores = meta_scores(meta, targets)
@@ -86,11 +106,13 @@ for repeat in range(params.seeds):
                 }
             )
         log.info(
-            "seed %d, %s: training loss %.4f, accuracy %.3f",
+            "seed %d, %s: training loss %.4f, accuracy %.3f; validation AUC %s, kept epoch %d",
             repeat,
             stage,
             history["loss"][-1],
             history["train_acc"][-1],
+            history["val_auc"],
+            history["best_epoch"],
         )
 seconds = time.perf_counter() - start
 
@@ -119,6 +141,11 @@ write_json(
             stage: pd.Series([shadow_records[i]["kind"] for i in chosen]).value_counts().to_dict()
             for stage, chosen in stages.items()
         },
+        "validation_models": {
+            stage: pd.Series([shadow_records[i]["kind"] for i in chosen]).value_counts().to_dict()
+            for stage, chosen in validation.items()
+        },
+        "query_stats": {"mean": mean.tolist(), "std": std.tolist()},
         "target_models": pd.Series([r["kind"] for r in target_records]).value_counts().to_dict(),
         "shadow_clean_acc": float(np.mean([r["clean_acc"] for r in shadow_records])),
         "shadow_asr": {

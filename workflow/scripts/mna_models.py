@@ -1,12 +1,15 @@
 """Rules mna_shadow_models / mna_target_models: one group of MNA's shadow or target models.
 
-Shadow models (the defender's) train on the clean shadow rows: ``benign`` ones as they are,
-``jumbo`` ones poisoned with a trigger drawn from MNTD's jumbo distribution, ``smooth`` ones
-(the upgrade) with a low-pass pattern or an Algorithm 1 trigger searched on a benign shadow
-model. Target models (the attacker's) train on the disjoint target rows: ``clean`` ones, or
-poisoned with the dataset's trigger of that name (the smooth trigger, classic ones) at the
-Section-5 poison share. Every model has its own seed; the group trains at once (stacked) or one
-model after another. The sidecar records each model's drawn trigger, clean accuracy and ASR.
+Shadow models (the defender's; training and validation ones alike, told apart by index in
+mna_meta_classifier) train on the clean shadow rows: ``benign`` ones as they are, ``jumbo`` ones
+poisoned with a trigger drawn from MNTD's jumbo distribution, ``smooth`` ones (the upgrade) with
+a low-pass pattern or an Algorithm 1 trigger searched on a benign training shadow model. Target
+models (the attacker's) train on the disjoint target rows: ``clean`` ones, or poisoned with the
+dataset's trigger of that name (the smooth trigger, classic ones) at the Section-5 poison share.
+Every model follows MNTD's recipe (``mna.training``, :mod:`freqbackdoor.mntd`): its network,
+Adam, the poisoned copies appended to the clean rows, shadow and target epochs tied by the
+shares. Every model has its own seed; the group trains at once (stacked) or one model after
+another. The sidecar records each model's drawn trigger, clean accuracy and ASR.
 """
 
 import numpy as np
@@ -23,16 +26,16 @@ from freqbackdoor.mna import (
     split_rows,
     uses_algorithm1,
 )
+from freqbackdoor.mntd import MNTDTraining, append_poisoned_copies
 from freqbackdoor.model_groups import (
     group_logits,
     load_model_group_with_sidecar,
     save_model_group,
     train_model_group,
 )
-from freqbackdoor.models import ReferenceCNN, build_model
-from freqbackdoor.poisoning import attack_success_rate, poison_training_set
+from freqbackdoor.models import build_model
+from freqbackdoor.poisoning import attack_success_rate
 from freqbackdoor.smooth import SmoothSettings
-from freqbackdoor.training import TrainSettings
 from freqbackdoor.triggers import Trigger
 
 log = setup_logging(snakemake.log[0])
@@ -40,9 +43,8 @@ torch.set_num_threads(snakemake.threads)
 params, inputs, wildcards = snakemake.params, snakemake.input, snakemake.wildcards
 device = resolve_device(params.device)
 role, kind = params.role, wildcards.kind
-config = dict(params.settings)
-downsample = int(config.pop("downsample", 1))
-settings = TrainSettings.from_config({**config, "seed": params.seed})
+recipe = MNTDTraining.from_config(params.training)
+settings = recipe.train_settings(role, params.shadow_share, params.target_share, params.seed)
 data_meta = read_json(inputs.meta)
 num_classes, size = int(data_meta["num_classes"]), int(data_meta["size"])
 x_train = load_npy(inputs.x_train, mmap=False)
@@ -51,12 +53,21 @@ x_test = load_npy(inputs.x_test, mmap=False)
 y_test = np.asarray(load_npy(inputs.y_test))
 rows = split_rows(len(y_train), params.shadow_share, params.target_share, params.seed)[role]
 x_own, y_own = x_train[rows], y_train[rows]
-log.info("%s %s group %s: %d training rows", role, kind, wildcards.group, rows.size)
+log.info(
+    "%s %s group %s: %d training rows, %s, %d epochs",
+    role,
+    kind,
+    wildcards.group,
+    rows.size,
+    recipe.architecture,
+    settings.epochs,
+)
 
 benign = []
 if role == "shadow" and kind == "smooth":
     for path, meta_path in zip(inputs.benign, inputs.benign_meta, strict=True):
         benign += load_model_group_with_sidecar(path, meta_path, device)[0]
+    benign = benign[: params.benign_train]  # the training ones (indices 0, 1, ...)
 smooth_settings = SmoothSettings.from_config(params.smooth)
 dataset_trigger = Trigger.load(inputs.trigger) if role == "target" and kind != "clean" else None
 
@@ -85,10 +96,11 @@ for index in params.indices:
         trigger, record = draw_lowpass_trigger(size, size, num_classes, rng, smooth_settings)
     x, y, poisoned = x_own, y_own, np.empty(0, dtype=np.int64)
     if trigger is not None:
-        x, y, poisoned = poison_training_set(x_own, y_own, trigger, record["share"], seed)
-    record["poisoned_rows"] = int(poisoned.size)
+        x, y, poisoned = append_poisoned_copies(x_own, y_own, trigger, record["share"], seed)
+    record["poisoned_rows"] = int(poisoned.size)  # appended after the clean rows
+    record["training_rows"] = int(y.size)
     models.append(
-        build_model(ReferenceCNN.architecture, num_classes, size, seed=seed, downsample=downsample)
+        build_model(recipe.architecture, num_classes, size, seed=seed, **recipe.model_options())
     )
     x_sets.append(x)
     y_sets.append(y)
@@ -129,11 +141,12 @@ write_json(
         "role": role,
         "kind": kind,
         "group": int(wildcards.group),
-        "architecture": ReferenceCNN.architecture,
+        "architecture": recipe.architecture,
         "num_classes": num_classes,
         "size": size,
-        "options": {"downsample": downsample},
+        "options": dict(getattr(models[0], "options", {})),
         "training_rows": int(rows.size),
+        "recipe": recipe.as_dict(),
         "training": settings.as_dict(),
         "models": summaries,
         "timing": {
