@@ -33,7 +33,7 @@ import scipy.stats
 import yaml
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 #: Key columns shared by :func:`paper_long` output and the ``ours`` frame of :func:`compare`.
 KEYS = ["table", "dataset", "row", "column"]
@@ -241,6 +241,26 @@ def threshold_for_fpr(clean_scores: Any, target_fpr: float) -> float:
 
 
 # --------------------------------------------------------------------------- paper comparison
+
+
+def decision_threshold(
+    sidecar: Mapping[str, Any], target_fpr: float | None, fixed: float, where: str = "detector"
+) -> float:
+    """Table 1's threshold rule for a detector: the fixed one, or its calibrated one.
+
+    With ``target_fpr`` None (the paper's rule, both shipped configs) every detector flags at
+    ``fixed``; otherwise at the threshold its sidecar's ``calibration`` holds for that rate.
+    ``DataError`` naming ``where`` when the sidecar has none (``val_fraction: 0``).
+    """
+    if target_fpr is None:
+        return float(fixed)
+    threshold = (sidecar.get("calibration") or {}).get("threshold")
+    if threshold is None:
+        raise DataError(
+            f"{where} holds no threshold calibrated for detection.target_fpr {target_fpr} "
+            "(was it trained with val_fraction 0?)"
+        )
+    return float(threshold)
 
 
 def calibration_record(val_clean_scores: Any, target_fpr: float | None) -> dict[str, Any]:

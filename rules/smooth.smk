@@ -58,6 +58,8 @@ rule filtered_poisoned_model:
         settings=lambda wc: poisoned_model_settings(wc.dataset),
         share=lambda wc: smooth_spec(wc.dataset)["poison_share"],
         filtered=True,
+        threshold=config["detection"]["threshold"],
+        target_fpr=config["detection"]["target_fpr"],
         seed=config["seed"],
         device=config["device"],
     script:

@@ -259,3 +259,14 @@ def test_markdown_renders_missing_values():
     lines = text.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| row")
     assert "94.1" in text and "n/a" in text and "nan" not in text.lower()
+
+
+def test_decision_threshold_follows_table1s_rule():
+    from freqbackdoor.errors import DataError
+    from freqbackdoor.metrics import decision_threshold
+
+    sidecar = {"calibration": {"threshold": 0.37}}
+    assert decision_threshold(sidecar, None, 0.5) == 0.5  # the paper's fixed threshold
+    assert decision_threshold(sidecar, 0.05, 0.5) == 0.37
+    with pytest.raises(DataError, match="detector_smooth.json.*val_fraction 0"):
+        decision_threshold({"calibration": {"threshold": None}}, 0.05, 0.5, "detector_smooth.json")

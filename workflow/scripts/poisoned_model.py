@@ -15,6 +15,7 @@ from freqbackdoor.dct import resolve_device
 from freqbackdoor.detection import detector_scores
 from freqbackdoor.io import atomic_path, load_npy, read_json
 from freqbackdoor.logs import progress, setup_logging
+from freqbackdoor.metrics import decision_threshold
 from freqbackdoor.models import ReferenceCNN, build_model
 from freqbackdoor.poisoning import (
     filter_summary,
@@ -50,7 +51,9 @@ if params.filtered:
     detector, detector_meta = load_checkpoint(
         snakemake.input.detector, snakemake.input.detector_meta, device=device, domain="dct"
     )
-    threshold = detector_meta["calibration"]["threshold"]
+    threshold = decision_threshold(
+        detector_meta, params.target_fpr, params.threshold, snakemake.input.detector_meta
+    )
     x_poisoned, _, rows = poison_training_set(x_train, y_train, trigger, params.share, params.seed)
     scores = detector_scores(detector, x_poisoned)
     keep = filter_training_set(scores, threshold)

@@ -15,6 +15,7 @@ import torch
 from freqbackdoor.detection import detector_scores, evaluate_attacks
 from freqbackdoor.io import atomic_path, load_npy
 from freqbackdoor.logs import setup_logging
+from freqbackdoor.metrics import decision_threshold
 from freqbackdoor.smooth_defence import (
     clean_representative,
     cluster_distances,
@@ -31,12 +32,7 @@ params, inputs = snakemake.params, snakemake.input
 
 def threshold_of(meta):
     """Table 1's rule: the calibrated threshold when a target FPR is set, else the fixed one."""
-    if params.target_fpr is None:
-        return float(params.threshold)
-    threshold = meta["calibration"]["threshold"]
-    if threshold is None:
-        raise ValueError(f"{meta.get('checkpoint')} holds no calibrated threshold")
-    return float(threshold)
+    return decision_threshold(meta, params.target_fpr, params.threshold, meta.get("checkpoint"))
 
 
 stages = {"section4": (inputs.model, inputs.meta)}
