@@ -80,7 +80,9 @@ def _workflow(device: str, limit: float, out: Path) -> dict:
         shutil.copytree(
             ROOT,
             work,
-            ignore=shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake"),
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", ".devsite", "results", "resources", ".snakemake", "logs"
+            ),
         )
         config = work / "tiny.yaml"
         _tiny_config(device, config)
@@ -176,7 +178,7 @@ def main() -> None:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     gpu = args.device.startswith("cuda")
-    steps = args.steps or (200 if gpu else 20)
+    steps = args.steps or (150 if gpu else 20)
     python = sys.executable
     rows = []
     recipes_csv = out / "recipes.csv"
@@ -185,7 +187,7 @@ def main() -> None:
             "recipes",
             [python, "benchmarks/recipes.py", "--config", "config/paper.yaml",
              "--device", args.device, "--steps", str(steps), "--out", str(recipes_csv)],
-            150 if gpu else 600,
+            120 if gpu else 600,
             out,
         )
     )  # fmt: skip
@@ -195,7 +197,7 @@ def main() -> None:
             "smooth",
             [python, "benchmarks/smooth_trigger.py", "--device", args.device,
              "--out", str(smooth_csv)],
-            90 if gpu else 300,
+            60 if gpu else 300,
             out,
         )
     )  # fmt: skip
@@ -205,7 +207,7 @@ def main() -> None:
             "model_groups",
             [python, "benchmarks/model_groups.py", "--device", args.device, "--groups", "1", "8",
              "--repeats", "1", "--out", str(groups_csv)],
-            60 if gpu else 300,
+            45 if gpu else 300,
             out,
         )
     )  # fmt: skip
