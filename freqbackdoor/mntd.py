@@ -33,7 +33,7 @@ from torch import nn
 
 from .errors import ConfigError, DataError
 from .models import MODELS
-from .poisoning import POISON_STREAM, _check_images, _check_labels
+from .poisoning import POISON_STREAM, check_images, check_labels
 from .training import OPTIMIZERS, TrainSettings
 from .triggers import Trigger
 
@@ -232,8 +232,8 @@ def append_poisoned_copies(
     change). ``ConfigError`` for a share outside (0, 1) or one that truncates to no row.
     """
     x = np.asarray(x)
-    _check_images(x, "training images")
-    labels = _check_labels(y, x.shape[0], "training set")
+    check_images(x, "training images")
+    labels = check_labels(y, x.shape[0], "training set")
     share = float(share)
     if not 0.0 < share < 1.0:
         raise ConfigError(f"poison share must lie strictly between 0 and 1, got {share}")

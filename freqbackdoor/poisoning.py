@@ -58,7 +58,8 @@ def poison_indices(n: int, share: float, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=count, replace=False))
 
 
-def _check_images(images: np.ndarray, name: str) -> None:
+def check_images(images: np.ndarray, name: str) -> None:
+    """``DataError`` naming ``name`` unless ``images`` are uint8 ``N x H x W x 3``."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{name}: expected uint8 images of shape N x H x W x 3, got {images.dtype} "
@@ -66,7 +67,8 @@ def _check_images(images: np.ndarray, name: str) -> None:
         )
 
 
-def _check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
+def check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
+    """``labels`` as an array, or ``DataError`` naming ``name`` unless they are ``n`` integers."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != n:
         raise DataError(f"{name}: labels of shape {labels.shape} do not match {n} images")
@@ -82,8 +84,8 @@ def poison_training_set(
     (those rows get the trigger and keep their label). Every other row is left as it was.
     """
     x = np.asarray(x)
-    _check_images(x, "training images")
-    labels = _check_labels(y, x.shape[0], "training set")
+    check_images(x, "training images")
+    labels = check_labels(y, x.shape[0], "training set")
     rows = poison_indices(x.shape[0], share, seed)
     x_poisoned = np.array(x, copy=True)
     x_poisoned[rows] = trigger.apply(x[rows])
@@ -106,7 +108,7 @@ def _predicted_labels(predictions: np.ndarray) -> np.ndarray:
 
 def _non_target(true_labels: np.ndarray, n: int, target: int) -> np.ndarray:
     """Mask of the images whose true label is not ``target``; DataError when there is none."""
-    labels = _check_labels(true_labels, n, "attack success rate")
+    labels = check_labels(true_labels, n, "attack success rate")
     keep = labels != int(target)
     if not keep.any():
         raise DataError(
@@ -165,9 +167,9 @@ def epoch_metrics_callback(
     strand the optimiser's state, so a mismatch raises ``ConfigError``.
     """
     x_test, x_triggered = np.asarray(x_test), np.asarray(x_triggered)
-    _check_images(x_test, "clean test images")
-    _check_images(x_triggered, "triggered test images")
-    labels = _check_labels(y_test, x_test.shape[0], "clean test images")
+    check_images(x_test, "clean test images")
+    check_images(x_triggered, "triggered test images")
+    labels = check_labels(y_test, x_test.shape[0], "clean test images")
     if x_triggered.shape != x_test.shape:
         raise DataError(
             f"triggered test images {x_triggered.shape} are not the clean test images "
