@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -86,7 +87,8 @@ def _workflow(device: str, limit: float, out: Path) -> dict:
         )
         config = work / "tiny.yaml"
         _tiny_config(device, config)
-        command = [sys.executable, "-m", "snakemake", "--cores", "4", "--configfile", str(config)]
+        cores = str(os.cpu_count() or 4)
+        command = [sys.executable, "-m", "snakemake", "--cores", cores, "--configfile", str(config)]
         row = _run("workflow", [*command, "--directory", str(work)], limit, out)
         benchmarks = sorted((work / "results" / "benchmarks").rglob("*.tsv"))
         total = sum(float(pd.read_csv(b, sep="\t")["s"].iloc[0]) for b in benchmarks)
@@ -197,7 +199,7 @@ def main() -> None:
             "smooth",
             [python, "benchmarks/smooth_trigger.py", "--device", args.device,
              "--out", str(smooth_csv)],
-            60 if gpu else 300,
+            120 if gpu else 300,
             out,
         )
     )  # fmt: skip
@@ -211,7 +213,7 @@ def main() -> None:
             out,
         )
     )  # fmt: skip
-    rows.append(_workflow(args.device, 150 if gpu else 900, out))
+    rows.append(_workflow(args.device, 240 if gpu else 900, out))
     for step, path in (
         ("recipes", recipes_csv),
         ("smooth", smooth_csv),
