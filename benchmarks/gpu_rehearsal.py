@@ -181,60 +181,39 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     gpu = args.device.startswith("cuda")
     steps = args.steps or (150 if gpu else 20)
-    python = sys.executable
+    device = ["--device", args.device]
+    # (step, script and its arguments, time limit on a GPU, on a CPU); each writes <step>.csv
+    benchmarks = [
+        ("recipes", ["benchmarks/recipes.py", "--config", "config/paper.yaml", *device,
+                     "--steps", str(steps)], 120, 600),
+        ("smooth", ["benchmarks/smooth_trigger.py", *device], 120, 300),
+        ("model_groups", ["benchmarks/model_groups.py", *device, "--groups", "1", "8",
+                          "--repeats", "1"], 45, 300),
+    ]  # fmt: skip
     rows = []
-    recipes_csv = out / "recipes.csv"
-    rows.append(
-        _run(
-            "recipes",
-            [python, "benchmarks/recipes.py", "--config", "config/paper.yaml",
-             "--device", args.device, "--steps", str(steps), "--out", str(recipes_csv)],
-            120 if gpu else 600,
-            out,
-        )
-    )  # fmt: skip
-    smooth_csv = out / "smooth.csv"
-    rows.append(
-        _run(
-            "smooth",
-            [python, "benchmarks/smooth_trigger.py", "--device", args.device,
-             "--out", str(smooth_csv)],
-            120 if gpu else 300,
-            out,
-        )
-    )  # fmt: skip
-    groups_csv = out / "model_groups.csv"
-    rows.append(
-        _run(
-            "model_groups",
-            [python, "benchmarks/model_groups.py", "--device", args.device, "--groups", "1", "8",
-             "--repeats", "1", "--out", str(groups_csv)],
-            45 if gpu else 300,
-            out,
-        )
-    )  # fmt: skip
+    for step, command, gpu_limit, cpu_limit in benchmarks:
+        table = out / f"{step}.csv"
+        command = [sys.executable, *command, "--out", str(table)]
+        rows.append(_run(step, command, gpu_limit if gpu else cpu_limit, out))
     rows.append(_workflow(args.device, 240 if gpu else 900, out))
-    for step, path in (
-        ("recipes", recipes_csv),
-        ("smooth", smooth_csv),
-        ("model_groups", groups_csv),
-    ):
-        if path.is_file():
-            for record in pd.read_csv(path).to_dict("records"):
-                for key, value in record.items():
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        label = record.get("recipe", record.get("mode", record.get("k", "")))
-                        rows.append(
-                            {"step": step, "item": str(label), "metric": key, "value": value,
-                             "unit": ""}
-                        )  # fmt: skip
+    for step, *_ in benchmarks:
+        table = out / f"{step}.csv"
+        if not table.is_file():
+            continue
+        for record in pd.read_csv(table).to_dict("records"):
+            label = str(record.get("recipe", record.get("mode", "")))
+            rows += [
+                {"step": step, "item": label, "metric": key, "value": value, "unit": ""}
+                for key, value in record.items()
+                if isinstance(value, int | float) and not isinstance(value, bool)
+            ]
     with (out / "rehearsal.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["step", "item", "metric", "value", "unit"])
         writer.writeheader()
         writer.writerows(rows)
-    if recipes_csv.is_file():
+    if (out / "recipes.csv").is_file():
         config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-        table = extrapolate(paper_workload(config), pd.read_csv(recipes_csv))
+        table = extrapolate(paper_workload(config), pd.read_csv(out / "recipes.csv"))
         table.to_csv(out / "extrapolation.csv", index=False)
         print(table.to_string(index=False))
         print(f"paper DAG training on {args.device}: {table['hours'].sum():.1f} h (extrapolated)")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -207,30 +208,44 @@ def highfreq_table(
         rows, clean_energy = clean_cache[key]
         mask = high_band_mask(clean.shape[1], clean.shape[2], cutoff)
         triggered_energy = band_energy(triggered, mask, indices=rows)
-        result = energy_ratio(clean_energy, triggered_energy, n_boot, seed, confidence)
-        records.append(
-            {
-                "dataset": dataset,
-                "attack": attack,
-                "n": result["n"],
-                "clean_band_energy": float(clean_energy.mean()),
-                "triggered_band_energy": float(triggered_energy.mean()),
-                "ratio": result["ratio"],
-                "ci_low": result["ci_low"],
-                "ci_high": result["ci_high"],
-                "above_one": bool(result["ci_low"] > 1.0),
-            }
+        record = ratio_record(
+            dataset, attack, clean_energy, triggered_energy, n_boot, seed, confidence
         )
+        records.append(record)
         log.info(
             "%s/%s: high-band energy ratio %.3f [%.3f, %.3f] over %d images",
             dataset,
             attack,
-            result["ratio"],
-            result["ci_low"],
-            result["ci_high"],
-            result["n"],
+            record["ratio"],
+            record["ci_low"],
+            record["ci_high"],
+            record["n"],
         )
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+
+
+def ratio_record(
+    dataset: str,
+    attack: str,
+    clean_energy: np.ndarray,
+    triggered_energy: np.ndarray,
+    n_boot: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """One :data:`COLUMNS` row: :func:`energy_ratio` of paired band energies, with their means."""
+    result = energy_ratio(clean_energy, triggered_energy, n_boot, seed, confidence)
+    return {
+        "dataset": dataset,
+        "attack": attack,
+        "n": result["n"],
+        "clean_band_energy": float(clean_energy.mean()),
+        "triggered_band_energy": float(triggered_energy.mean()),
+        "ratio": result["ratio"],
+        "ci_low": result["ci_low"],
+        "ci_high": result["ci_high"],
+        "above_one": bool(result["ci_low"] > 1.0),
+    }
 
 
 def format_ratio(ratio: float, low: float, high: float, digits: int = 2) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 from torch import nn
 
 from .errors import ConfigError, DataError
-from .models import MODELS
+from .models import MODELS, downsampled_side
 from .poisoning import POISON_STREAM, check_images, check_labels
 from .training import OPTIMIZERS, TrainSettings
 from .triggers import Trigger
@@ -72,17 +72,7 @@ class MNTDCifar10CNN(nn.Module):
         dropout: float = DROPOUT,
     ) -> None:
         super().__init__()
-        if downsample < 1 or input_size % downsample:
-            raise ValueError(
-                f"downsample must be a positive divisor of the input size {input_size}, "
-                f"got {downsample}"
-            )
-        side = input_size // downsample
-        if side < 4 or side % 4:
-            raise ValueError(
-                f"input size (after downsampling by {downsample}) must be a positive multiple "
-                f"of 4 (two 2x2 poolings), got {side}"
-            )
+        side = downsampled_side(input_size, downsample, 4, "two 2x2 poolings")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.AvgPool2d(downsample)] if downsample > 1 else []

@@ -41,6 +41,24 @@ BATCHNORM_MOMENTUM = 0.01
 BATCHNORM_EPS = 1e-3
 
 
+def downsampled_side(input_size: int, downsample: int, multiple: int, why: str) -> int:
+    """The side a ``downsample`` average pooling leaves of ``input_size``; ``ValueError`` unless
+    ``downsample`` divides the input and the side is a positive multiple of ``multiple``
+    (``why``: the layers that need it)."""
+    if downsample < 1 or input_size % downsample:
+        raise ValueError(
+            f"downsample must be a positive divisor of the input size {input_size}, "
+            f"got {downsample}"
+        )
+    side = input_size // downsample
+    if side < multiple or side % multiple:
+        raise ValueError(
+            f"input size (after downsampling by {downsample}) must be divisible by {multiple} "
+            f"(a positive multiple of {multiple} for {why}), got {side}"
+        )
+    return side
+
+
 def keras_batchnorm(channels: int) -> nn.BatchNorm2d:
     """A ``BatchNorm2d`` with Keras' defaults, as in the authors' classifier and detector."""
     return nn.BatchNorm2d(channels, eps=BATCHNORM_EPS, momentum=BATCHNORM_MOMENTUM)
@@ -63,17 +81,7 @@ class ReferenceCNN(nn.Module):
 
     def __init__(self, num_classes: int, input_size: int = 32, downsample: int = 1) -> None:
         super().__init__()
-        if downsample < 1 or input_size % downsample:
-            raise ValueError(
-                f"downsample must be a positive divisor of the input size {input_size}, "
-                f"got {downsample}"
-            )
-        side = input_size // downsample
-        if side % 8:
-            raise ValueError(
-                f"input size (after downsampling by {downsample}) must be divisible by 8, "
-                f"got {side}"
-            )
+        side = downsampled_side(input_size, downsample, 8, "three 2x2 poolings")
         layers: list[nn.Module] = [nn.AvgPool2d(downsample)] if downsample > 1 else []
         in_channels = 3
         for i, out_channels in enumerate(CHANNELS):

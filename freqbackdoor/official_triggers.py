@@ -354,7 +354,7 @@ def read_smooth(path: str | os.PathLike) -> np.ndarray:
 
 def smooth_highfreq_ratios(
     images: np.ndarray,
-    official: Trigger | str | os.PathLike,
+    official: Trigger | str | os.PathLike | None,
     ours: Trigger | None = None,
     *,
     dataset: str = "",
@@ -368,18 +368,18 @@ def smooth_highfreq_ratios(
 
     ``images`` are clean uint8 ``N x 32 x 32 x 3`` images (typically a test-set sample);
     ``official`` is the published trigger (a :class:`Trigger` from :func:`official_trigger`,
-    or the path of ``best_universal.npy``, loaded and sha256-checked here); ``ours`` this
-    project's smooth trigger, if any. Each trigger is inserted into the same images and
-    :func:`freqbackdoor.highfreq.energy_ratio` compares the band energies (upper band
-    ``u/H + v/W >= cutoff`` of the DCT of the uint8 images, as the highfreq table) with the
-    clean ones, paired, with the same bootstrap ``seed``, so both rows resample the same
-    images. Returns a frame with :data:`freqbackdoor.highfreq.COLUMNS`, one row per trigger:
-    ``attack`` is ``smooth_official`` and ``smooth``.
+    or the path of ``best_universal.npy``, loaded and sha256-checked here; ``None`` when it is
+    not at hand); ``ours`` this project's smooth trigger, if any. Each trigger is inserted into
+    the same images and :func:`freqbackdoor.highfreq.ratio_record` compares the band energies
+    (upper band ``u/H + v/W >= cutoff`` of the DCT of the uint8 images, as the highfreq table)
+    with the clean ones, paired, with the same bootstrap ``seed``, so both rows resample the
+    same images. Returns a frame with :data:`freqbackdoor.highfreq.COLUMNS`, one row per
+    trigger given: ``attack`` is ``smooth_official`` and ``smooth``.
     """
     from .dct import dct2
-    from .highfreq import COLUMNS, band_energy, energy_ratio, high_band_mask
+    from .highfreq import COLUMNS, band_energy, high_band_mask, ratio_record
 
-    if not isinstance(official, Trigger):
+    if official is not None and not isinstance(official, Trigger):
         official = official_trigger("smooth", [official])
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
@@ -398,22 +398,10 @@ def smooth_highfreq_ratios(
         return np.concatenate(out)
 
     clean = energies(None)
-    records = []
-    rows = [("smooth_official", official)] + ([("smooth", ours)] if ours is not None else [])
-    for attack, trigger in rows:
-        triggered = energies(trigger)
-        result = energy_ratio(clean, triggered, n_boot, seed, confidence)
-        records.append(
-            {
-                "dataset": dataset,
-                "attack": attack,
-                "n": result["n"],
-                "clean_band_energy": float(clean.mean()),
-                "triggered_band_energy": float(triggered.mean()),
-                "ratio": result["ratio"],
-                "ci_low": result["ci_low"],
-                "ci_high": result["ci_high"],
-                "above_one": bool(result["ci_low"] > 1.0),
-            }
-        )
+    rows = [("smooth_official", official), ("smooth", ours)]
+    records = [
+        ratio_record(dataset, attack, clean, energies(trigger), n_boot, seed, confidence)
+        for attack, trigger in rows
+        if trigger is not None
+    ]
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))

@@ -44,7 +44,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -532,6 +532,18 @@ def _steps(samples_per_epoch: int, batch_size: int, epochs: int) -> int:
     return epochs * math.ceil(samples_per_epoch / batch_size)
 
 
+def _training_fields(
+    losses: Sequence[float], samples_per_epoch: int, batch_size: int, epochs: int
+) -> dict[str, Any]:
+    """A record's ``steps``, ``samples``, ``first_loss`` and ``last_loss`` for one training run."""
+    return {
+        "steps": _steps(samples_per_epoch, batch_size, epochs),
+        "samples": samples_per_epoch * epochs,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+    }
+
+
 def epochs_for_steps(steps: int, samples_per_epoch: int, batch_size: int) -> int:
     """Epochs that make about ``steps`` optimiser steps (at least one epoch)."""
     per_epoch = max(1, math.ceil(samples_per_epoch / batch_size))
@@ -554,6 +566,15 @@ def seeded(seed: int) -> Iterator[None]:
 def _synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _timed(seed: int, device: torch.device, train: Callable[[], Any]) -> tuple[Any, float]:
+    """``train()`` under :func:`seeded` and its wall time in seconds, the device drained."""
+    started = time.perf_counter()
+    with seeded(seed):
+        result = train()
+    _synchronise(device)
+    return result, time.perf_counter() - started
 
 
 def _record(recipe: Recipe, data: Split, device: torch.device, **fields: Any) -> RecipeRecord:
@@ -639,14 +660,16 @@ def run_reference_classifier(
         recipe,
         data,
         target,
-        steps=_steps(history["train_samples"], settings.batch_size, len(history["epoch"])),
-        samples=history["train_samples"] * len(history["epoch"]),
+        **_training_fields(
+            history["train_loss"],
+            history["train_samples"],
+            settings.batch_size,
+            len(history["epoch"]),
+        ),
         seconds=history["seconds"],
         metric="test_accuracy",
         value=value,
         chance=majority_share(data.y_test),
-        first_loss=history["train_loss"][0],
-        last_loss=history["train_loss"][-1],
         extra={"best_epoch": history["best_epoch"]},
     )
     return record, model
@@ -671,14 +694,11 @@ def run_detector(
         recipe,
         data,
         target,
-        steps=_steps(samples, settings.batch_size, settings.epochs),
-        samples=samples * settings.epochs,
+        **_training_fields(history["train_loss"], samples, settings.batch_size, settings.epochs),
         seconds=history["seconds"],
         metric="heldout_accuracy",
         value=value,
         chance=0.5,
-        first_loss=history["train_loss"][0],
-        last_loss=history["train_loss"][-1],
         extra={"val_acc": history["val_acc"]},
     )
     return record, model
@@ -722,14 +742,16 @@ def run_poisoned_model(
         recipe,
         data,
         target,
-        steps=_steps(history["train_samples"], settings.batch_size, len(history["epoch"])),
-        samples=history["train_samples"] * len(history["epoch"]),
+        **_training_fields(
+            history["train_loss"],
+            history["train_samples"],
+            settings.batch_size,
+            len(history["epoch"]),
+        ),
         seconds=history["seconds"],
         metric="attack_success_rate",
         value=info["asr"],
         chance=1.0 / data.num_classes,
-        first_loss=history["train_loss"][0],
-        last_loss=history["train_loss"][-1],
         extra={
             "clean_accuracy": info["clean_acc"],
             "clean_chance": majority_share(data.y_test),
@@ -757,25 +779,24 @@ def run_transfer_fine_tune(
     held_out = target_data.x_test[test]
     before = pair_accuracy(detector, held_out, params, settings.seed, threshold)
     device = next(detector.parameters()).device
-    started = time.perf_counter()
-    with seeded(settings.seed):
-        tuned, history = fine_tune_detector(detector, target_data.x_test[tune], settings, params)
-    _synchronise(device)
-    seconds = time.perf_counter() - started
+    (tuned, history), seconds = _timed(
+        settings.seed,
+        device,
+        lambda: fine_tune_detector(detector, target_data.x_test[tune], settings, params),
+    )
     value = pair_accuracy(tuned, held_out, params, settings.seed, threshold)
     record = _record(
         recipe,
         target_data,
         device,
-        steps=_steps(history["samples"], settings.batch_size, settings.epochs),
-        samples=history["samples"] * settings.epochs,
+        **_training_fields(
+            history["train_loss"], history["samples"], settings.batch_size, settings.epochs
+        ),
         seconds=seconds,
         metric="target_heldout_accuracy",
         value=value,
         before=before,
         chance=0.5,
-        first_loss=history["train_loss"][0],
-        last_loss=history["train_loss"][-1],
         extra={"source_dataset": recipe.options["source_dataset"], "tuned_on": int(tune.size)},
     )
     return record, tuned
@@ -804,26 +825,23 @@ def run_smooth_upgrade(
     before = float((detector_scores(detector, patched_test) >= threshold).mean())
     before_fpr = float((detector_scores(detector, data.x_test) >= threshold).mean())
     device = next(detector.parameters()).device
-    started = time.perf_counter()
-    with seeded(settings.seed):
-        tuned, history = fine_tune_on_triggered(detector, clean, triggered, settings)
-    _synchronise(device)
-    seconds = time.perf_counter() - started
+    (tuned, history), seconds = _timed(
+        settings.seed, device, lambda: fine_tune_on_triggered(detector, clean, triggered, settings)
+    )
     value = float((detector_scores(tuned, patched_test) >= threshold).mean())
     fpr = float((detector_scores(tuned, data.x_test) >= threshold).mean())
     record = _record(
         recipe,
         data,
         device,
-        steps=_steps(history["samples"], settings.batch_size, settings.epochs),
-        samples=history["samples"] * settings.epochs,
+        **_training_fields(
+            history["train_loss"], history["samples"], settings.batch_size, settings.epochs
+        ),
         seconds=seconds,
         metric="patched_detection_rate",
         value=value,
         before=before,
         chance=fpr,
-        first_loss=history["train_loss"][0],
-        last_loss=history["train_loss"][-1],
         extra={"trigger": trigger.name, "clean_fpr_before": before_fpr, "clean_fpr": fpr},
     )
     return record, tuned
@@ -845,18 +863,21 @@ def _mna_models(
         build_model(recipe.options["architecture"], num_classes, size, seed=seed, **options)
         for seed in seeds
     ]
-    started = time.perf_counter()
-    with seeded(seeds[0]):
-        history = train_model_group(
+    target = resolve_device(device)
+    history, seconds = _timed(
+        seeds[0],
+        target,
+        lambda: train_model_group(
             models,
             list(x_sets),
             list(y_sets),
             recipe.settings,
             list(seeds),
-            device=device,
+            device=target,
             stacked=recipe.options["stacked"],
-        )
-    return models, history, time.perf_counter() - started
+        ),
+    )
+    return models, history, seconds
 
 
 def run_mna_model(
@@ -892,14 +913,11 @@ def run_mna_model(
         recipe,
         data,
         target,
-        steps=_steps(len(y), settings.batch_size, settings.epochs),
-        samples=len(y) * settings.epochs,
+        **_training_fields(history["train_loss"][0], len(y), settings.batch_size, settings.epochs),
         seconds=seconds,
         metric="test_accuracy",
         value=float((logits.argmax(1) == data.y_test).mean()),
         chance=majority_share(data.y_test),
-        first_loss=history["train_loss"][0][0],
-        last_loss=history["train_loss"][0][-1],
         extra=extra,
     )
     return record, model
@@ -986,9 +1004,10 @@ def run_meta_classifier(
     target = resolve_device(device)
     settings: MetaSettings = recipe.settings
     stats = mntd.channel_stats(data.x_train)
-    started = time.perf_counter()
-    with seeded(recipe.seed):
-        meta, history = train_meta_classifier(
+    (meta, history), seconds = _timed(
+        recipe.seed,
+        target,
+        lambda: train_meta_classifier(
             train_models,
             train_labels,
             (3, data.size, data.size),
@@ -997,9 +1016,8 @@ def run_meta_classifier(
             seed=recipe.seed,
             device=target,
             query_stats=stats,
-        )
-    _synchronise(target)
-    seconds = time.perf_counter() - started
+        ),
+    )
     scores = meta_scores(meta, test_models)
     test_labels = np.asarray(test_labels)
     if set(test_labels.tolist()) != {0, 1}:

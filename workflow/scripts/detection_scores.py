@@ -7,7 +7,7 @@ import torch
 from freqbackdoor.detection import detector_scores, evaluate_attacks
 from freqbackdoor.io import atomic_path, load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.metrics import roc_points
+from freqbackdoor.metrics import decision_threshold, roc_points
 from freqbackdoor.training import load_checkpoint
 
 log = setup_logging(snakemake.log[0])
@@ -28,11 +28,8 @@ triggered = {
     for attack, path in zip(params.attacks, triggered_paths, strict=True)
 }
 # the fixed threshold, or the one calibrated on held-out clean training images (no triggers)
-threshold = params.threshold
+threshold = decision_threshold(meta, params.target_fpr, params.threshold, snakemake.input.meta)
 if params.target_fpr is not None:
-    threshold = meta["calibration"]["threshold"]
-    if threshold is None:
-        raise ValueError(f"{snakemake.input.meta} holds no calibrated threshold (val_fraction 0?)")
     log.info(
         "threshold %.6f calibrated for %.3f FPR on held-out clean images",
         threshold,

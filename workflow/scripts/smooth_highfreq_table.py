@@ -20,6 +20,7 @@ from freqbackdoor.official_triggers import (
     official_variant,
     smooth_highfreq_ratios,
 )
+from freqbackdoor.spectra import sample_indices
 from freqbackdoor.triggers import Trigger
 
 log = setup_logging(snakemake.log[0])
@@ -33,39 +34,37 @@ for dataset, paper_name, x_path, trigger_path in zip(
     strict=True,
 ):
     images = load_npy(x_path)
-    if params.samples is not None and images.shape[0] > int(params.samples):
-        rows = np.random.default_rng(int(params.seed)).choice(
-            images.shape[0], int(params.samples), replace=False
-        )
-        images = images[np.sort(rows)]
+    if params.samples is not None:  # the highfreq table's sample of the same test set
+        images = images[sample_indices(images.shape[0], int(params.samples), int(params.seed))]
     ours = Trigger.load(trigger_path)
     variant = official_variant("smooth", paper_name)
     file_name = OFFICIAL_FILES[variant][0][0]
     try:
-        files = fetch_official(variant, params.official_dir)
+        official = official_trigger(variant, fetch_official(variant, params.official_dir))
+        note = f"the authors' {file_name}"
     except DownloadError as exc:
         log.warning("%s: the published smooth trigger is not available: %s", dataset, exc)
-        # our trigger alone, in the official slot of the function's output, renamed
-        table = smooth_highfreq_ratios(
-            images, ours, None, dataset=dataset, cutoff=float(params.cutoff),
-            n_boot=int(params.n_boot), seed=int(params.seed),
-        )  # fmt: skip
-        table["attack"] = "smooth"
-        missing = {column: np.nan for column in COLUMNS}
-        missing.update(dataset=dataset, attack="smooth_official")
-        table = pd.concat([pd.DataFrame([missing]), table], ignore_index=True)
-        table["note"] = [
+        official = None
+        note = (
             f"not measured: {file_name} not available offline (place it in "
-            f"{params.official_dir}/, sha256 {OFFICIAL_FILES[variant][1][0]})",
-            "this run's Algorithm 1 trigger",
-        ]
-    else:
-        official = official_trigger(variant, files)
-        table = smooth_highfreq_ratios(
-            images, official, ours, dataset=dataset, cutoff=float(params.cutoff),
-            n_boot=int(params.n_boot), seed=int(params.seed),
-        )  # fmt: skip
-        table["note"] = [f"the authors' {file_name}", "this run's Algorithm 1 trigger"]
+            f"{params.official_dir}/, sha256 {OFFICIAL_FILES[variant][1][0]})"
+        )
+    table = smooth_highfreq_ratios(
+        images,
+        official,
+        ours,
+        dataset=dataset,
+        cutoff=float(params.cutoff),
+        n_boot=int(params.n_boot),
+        seed=int(params.seed),
+    )
+    if official is None:  # keep the row, empty, so the table says what was not measured
+        missing = {column: np.nan for column in COLUMNS} | {
+            "dataset": dataset,
+            "attack": "smooth_official",
+        }
+        table = pd.concat([pd.DataFrame([missing]), table], ignore_index=True)
+    table["note"] = [note, "this run's Algorithm 1 trigger"]
     frames.append(table)
 table = pd.concat(frames, ignore_index=True)
 with atomic_path(snakemake.output.csv) as tmp:
