@@ -19,6 +19,8 @@ EXAMPLES = """examples:
                                               score a folder with the pipeline's photos32 detector
   freqbackdoor screen x.npy --detector my_detector.pt --threshold 0.9 -o scores.csv
                                               score an .npy array with a named checkpoint
+  freqbackdoor fingerprint results > a.tsv    hash every result (timings left out) ...
+  freqbackdoor fingerprint --compare a.tsv    ... and list what a later run changed
   snakemake --cores all                       the whole pipeline on the demo data
 
 `freqbackdoor COMMAND --help` describes a command's options.
@@ -106,6 +108,33 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     return 1 if summary["unreadable"] else 0
 
 
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    from .errors import DataError
+    from .reproducibility import differences, fingerprint_text, fingerprints, parse
+
+    try:
+        prints = fingerprints(args.results)
+        if args.compare is None:
+            sys.stdout.write(fingerprint_text(prints))
+            return 0
+        with open(args.compare) as fh:
+            before = parse(fh, args.compare)
+    except (DataError, OSError) as exc:
+        raise SystemExit(f"freqbackdoor fingerprint: {exc}") from None
+    diff = differences(before, prints)
+    for kind, paths in diff.items():
+        for path in paths:
+            print(f"{kind}\t{path}")
+    same = len(before.keys() & prints.keys()) - len(diff["changed"])
+    print(
+        f"{same} of {len(prints)} result files identical to {args.compare}; "
+        f"{len(diff['changed'])} changed, {len(diff['added'])} added, "
+        f"{len(diff['removed'])} removed",
+        file=sys.stderr,
+    )
+    return 1 if any(diff.values()) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freqbackdoor",
@@ -158,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     screen.add_argument("-o", "--output", required=True, help="the CSV to write")
     screen.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     screen.set_defaults(func=_cmd_screen)
+
+    fingerprint = commands.add_parser(
+        "fingerprint",
+        help="hash every result file (timings left out), or compare with an earlier run's hashes",
+        description="Print 'sha256<TAB>path' for every file under RESULTS except benchmarks/ "
+        "and JSON 'timing' records; with --compare, list the files that differ from an "
+        "earlier listing (exit status 1 if any).",
+    )
+    fingerprint.add_argument(
+        "results", nargs="?", default="results", help="results folder (default: results)"
+    )
+    fingerprint.add_argument("--compare", help="an earlier run's listing to compare with")
+    fingerprint.set_defaults(func=_cmd_fingerprint)
     return parser
 
 

@@ -49,6 +49,7 @@ from .training import (
     make_optimizer,
     optimizer_checks,
     recompute_batchnorm,
+    seeded,
 )
 
 _log = logging.getLogger(__name__)
@@ -383,33 +384,36 @@ def train_detector(
     if progress is not None:
         epochs = progress(epochs, desc=f"{settings.architecture} {domain}", total=settings.epochs)
     started = time.perf_counter()
-    for epoch in epochs:
-        if epoch > 0 and epoch % settings.redraw_every == 0:
-            manipulated = manipulated_copy(x_train, params, settings.seed, rounds)
-            rounds += 1
-        loss, acc = fit_epoch(
-            model,
-            optimiser,
-            x_train,
-            manipulated,
-            settings.batch_size,
-            generator,
-            scaler,
-            f"detector {settings.architecture} ({domain}) in epoch {epoch + 1}; lower "
-            f"detector.lr (now {settings.lr})",
+    with seeded(settings.seed):  # dropout masks
+        for epoch in epochs:
+            if epoch > 0 and epoch % settings.redraw_every == 0:
+                manipulated = manipulated_copy(x_train, params, settings.seed, rounds)
+                rounds += 1
+            loss, acc = fit_epoch(
+                model,
+                optimiser,
+                x_train,
+                manipulated,
+                settings.batch_size,
+                generator,
+                scaler,
+                f"detector {settings.architecture} ({domain}) in epoch {epoch + 1}; lower "
+                f"detector.lr (now {settings.lr})",
+            )
+            history["epoch"].append(epoch + 1)
+            history["train_loss"].append(loss)
+            history["train_acc"].append(acc)
+            log.info(
+                "%s %s epoch %d: loss %.4f, train acc %.4f",
+                settings.architecture,
+                domain,
+                epoch + 1,
+                history["train_loss"][-1],
+                history["train_acc"][-1],
+            )
+        recompute_batchnorm(
+            model, _batchnorm_inputs(model, x_train, manipulated, settings.batch_size)
         )
-        history["epoch"].append(epoch + 1)
-        history["train_loss"].append(loss)
-        history["train_acc"].append(acc)
-        log.info(
-            "%s %s epoch %d: loss %.4f, train acc %.4f",
-            settings.architecture,
-            domain,
-            epoch + 1,
-            history["train_loss"][-1],
-            history["train_acc"][-1],
-        )
-    recompute_batchnorm(model, _batchnorm_inputs(model, x_train, manipulated, settings.batch_size))
     seconds = time.perf_counter() - started
     model.eval()
     val_clean = detector_scores(model, x_val) if n_val else np.empty(0)
@@ -576,5 +580,4 @@ def width_point(
     frame = pd.concat([frame, pd.DataFrame([{"attack": "pooled", **pooled}])], ignore_index=True)
     frame.insert(0, "width", width)
     frame["train_acc"] = history["train_acc"][-1]
-    frame["train_seconds"] = history["seconds"]
     return frame

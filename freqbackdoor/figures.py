@@ -37,15 +37,19 @@ def display_name(name: str) -> str:
     return LABELS.get(name, name)
 
 
+# no creation time in the files, so the same figure gives the same bytes run after run
+_NO_DATE = {"png": {}, "pdf": {"CreationDate": None}}
+
+
 def save_figure(
     fig: plt.Figure, png: str | os.PathLike, pdf: str | os.PathLike | None = None
 ) -> None:
     """Write ``fig`` as PNG (and PDF), atomically, then close it."""
     with atomic_path(png, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight", metadata=_NO_DATE["png"])
     if pdf is not None:
         with atomic_path(pdf, suffix=".pdf") as tmp:
-            fig.savefig(tmp, format="pdf", bbox_inches="tight")
+            fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata=_NO_DATE["pdf"])
     plt.close(fig)
 
 

@@ -279,7 +279,6 @@ def gan_tri(height: int, width: int, options: dict, context: TriggerContext) -> 
             "options": {key: opts[key] for key in DEFAULTS},
             "arch": ARCH,
             "train_images": int(images.shape[0]),
-            "train_seconds": round(train_seconds, 2),
             "train_device": device,
             "seed": int(context.seed),
             "psnr_db": round(quality, 3),

@@ -1,8 +1,12 @@
-"""Atomic file output and checksums.
+"""Atomic, reproducible file output and checksums.
 
 Every writer here goes through a temporary file in the destination folder and an
 ``os.replace`` at the end, so a crash or a bad input never leaves a partial artifact
 behind (Snakemake removes failed outputs too, but the library is also used without it).
+The writers are also byte-reproducible: the same content gives the same file, run after run.
+``np.savez`` stamps each member with the current time and ``torch.save`` on a path names the
+archive's records after the (random) temporary file, so :func:`save_npz` and
+:func:`save_torch` write those formats without either.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,39 @@ def load_npy(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read array file {path}: {exc}") from exc
+
+
+# a fixed member time for zip archives (the zip format's earliest), so they hash the same
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(path: str | os.PathLike, compressed: bool = True, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` as an ``.npz`` that ``np.load`` reads, atomically and reproducibly.
+
+    The same layout as ``np.savez_compressed`` (one ``<name>.npy`` member per array, in the
+    order given) with a fixed member time, so equal arrays give byte-identical files.
+    """
+    method = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w", method) as archive:
+        for name, value in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+            member.compress_type = method
+            with archive.open(member, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> str:
+    """``torch.save(obj)`` to ``path``, atomically and reproducibly; returns the file's sha256.
+
+    Saving through an open file handle gives the archive the fixed record name ``archive``
+    rather than the temporary file's name, so equal tensors give byte-identical files.
+    """
+    import torch  # here, so that the rest of this module does not need torch
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+        return sha256_file(tmp)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -49,7 +49,7 @@ from torch import nn
 from . import mntd  # noqa: F401  (registers MNTD's architecture in MODELS)
 from .dct import resolve_device
 from .errors import ConfigError, DataError
-from .io import atomic_path, read_json
+from .io import read_json, save_torch
 from .models import build_model
 from .training import (
     TrainSettings,
@@ -528,8 +528,7 @@ def save_model_group(models: list[nn.Module], path: str | os.PathLike) -> None:
         key: torch.stack([state[key].detach().cpu() for state in states]).contiguous()
         for key in reference
     }
-    with atomic_path(path) as tmp:
-        torch.save(stacked, tmp)
+    save_torch(path, stacked)
 
 
 def load_model_group(

@@ -39,12 +39,11 @@ learns and ``benchmarks/recipes.py`` can print how fast and how far on CPU and C
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ from .model_groups import group_logits, train_model_group
 from .models import ReferenceCNN, build_model
 from .poisoning import attack_success_rate, train_poisoned_model
 from .smooth_defence import fine_tune_on_triggered, upgrade_set
-from .training import TrainSettings, accuracy, train_classifier
+from .training import TrainSettings, accuracy, seeded, train_classifier
 from .transfer import FineTuneSettings, fine_tune_detector, fine_tune_split
 from .triggers import Trigger, TriggerContext, build_trigger, trigger_builder
 
@@ -548,19 +547,6 @@ def epochs_for_steps(steps: int, samples_per_epoch: int, batch_size: int) -> int
     """Epochs that make about ``steps`` optimiser steps (at least one epoch)."""
     per_epoch = max(1, math.ceil(samples_per_epoch / batch_size))
     return max(1, round(steps / per_epoch))
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Torch's global generator seeded with ``seed`` inside, restored afterwards.
-
-    The detector and the fine-tunings draw dropout masks from the global generator (the
-    classifier trainer seeds it itself), so without this a run's numbers would depend on
-    whatever ran before it in the process (a test order, a benchmark's earlier recipes).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        yield
 
 
 def _synchronise(device: torch.device) -> None:

@@ -15,12 +15,13 @@ the weights with ``weights_only=True``, refusing files that do not match it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from .dct import resolve_device
 from .errors import ConfigError, DataError
-from .io import atomic_path, read_json, sha256_file, write_json
+from .io import read_json, save_torch, sha256_file, write_json
 from .models import build_model, count_parameters
 
 _log = logging.getLogger(__name__)
@@ -552,6 +553,20 @@ def accuracy(
     return float((predictions == labels).mean())
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's global generators seeded with ``seed`` inside, restored afterwards.
+
+    Dropout masks come from the global generator, so every trainer here runs its loop under
+    this: without it a run's numbers would depend on whatever drew random numbers before it in
+    the process (a test order, a benchmark's earlier recipes, the model's initialisation).
+    """
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
 def save_checkpoint(
     model: nn.Module,
     path: str | os.PathLike,
@@ -574,9 +589,7 @@ def save_checkpoint(
     if architecture is None:
         raise ValueError(f"{type(model).__name__} has no 'architecture' name to rebuild it from")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-        digest = sha256_file(tmp)
+    digest = save_torch(path, state)
     sidecar = {
         **meta,
         "architecture": architecture,

@@ -33,7 +33,7 @@ from .detection import (
 from .errors import ConfigError, DataError
 from .figures import display_name
 from .manipulations import ManipulationParams
-from .training import make_optimizer, optimizer_checks
+from .training import make_optimizer, optimizer_checks, seeded
 
 _log = logging.getLogger(__name__)
 
@@ -233,21 +233,22 @@ def fine_tune_on_pairs(
     if progress is not None:
         epochs = progress(epochs, desc=f"fine-tuning ({where})", total=settings.epochs)
     started = time.perf_counter()
-    for epoch in epochs:
-        loss, acc = fit_epoch(
-            tuned,
-            optimiser,
-            clean,
-            positives,
-            settings.batch_size,
-            generator,
-            scaler,
-            f"fine-tuning in epoch {epoch + 1}; lower {where}.lr (now {settings.lr})",
-        )
-        history["epoch"].append(epoch + 1)
-        history["train_loss"].append(loss)
-        history["train_acc"].append(acc)
-        log.info("fine-tuning epoch %d: loss %.4f, train acc %.4f", epoch + 1, loss, acc)
+    with seeded(settings.seed):  # dropout masks
+        for epoch in epochs:
+            loss, acc = fit_epoch(
+                tuned,
+                optimiser,
+                clean,
+                positives,
+                settings.batch_size,
+                generator,
+                scaler,
+                f"fine-tuning in epoch {epoch + 1}; lower {where}.lr (now {settings.lr})",
+            )
+            history["epoch"].append(epoch + 1)
+            history["train_loss"].append(loss)
+            history["train_acc"].append(acc)
+            log.info("fine-tuning epoch %d: loss %.4f, train acc %.4f", epoch + 1, loss, acc)
     tuned.eval()
     history["samples"] = 2 * clean.shape[0]
     history["seconds"] = round(time.perf_counter() - started, 3)

@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ConfigError, DataError
-from .io import atomic_path
+from .io import atomic_path, save_npz
 
 MODES = ("replace", "additive", "blend", "generator", "normalise")
 GENERATOR_PREFIX = "generator/"
@@ -274,8 +274,7 @@ class Trigger:
             fields["generator"] = {"arch": self.generator.arch, "config": self.generator.config}
             for key, value in self.generator.state.items():
                 arrays[GENERATOR_PREFIX + key] = np.asarray(value, dtype=np.float32)
-        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, fields=np.array(json.dumps(fields)), **arrays)
+        save_npz(path, fields=np.array(json.dumps(fields)), **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trigger:

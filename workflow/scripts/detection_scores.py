@@ -1,11 +1,10 @@
 """Rule detection_scores: score the clean and every triggered test set; metrics and ROC points."""
 
-import numpy as np
 import pandas as pd
 import torch
 
 from freqbackdoor.detection import detector_scores, evaluate_attacks
-from freqbackdoor.io import atomic_path, load_npy
+from freqbackdoor.io import atomic_path, load_npy, save_npz
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import decision_threshold, roc_points
 from freqbackdoor.training import load_checkpoint
@@ -44,8 +43,9 @@ roc = pd.concat(
     ignore_index=True,
 )
 
-with atomic_path(snakemake.output.scores, suffix=".npz") as tmp:
-    np.savez_compressed(tmp, clean=clean, **{f"triggered_{a}": s for a, s in triggered.items()})
+save_npz(
+    snakemake.output.scores, clean=clean, **{f"triggered_{a}": s for a, s in triggered.items()}
+)
 with atomic_path(snakemake.output.metrics) as tmp:
     metrics.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.roc) as tmp:

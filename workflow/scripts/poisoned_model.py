@@ -13,7 +13,7 @@ import torch
 
 from freqbackdoor.dct import resolve_device
 from freqbackdoor.detection import detector_scores
-from freqbackdoor.io import atomic_path, load_npy, read_json
+from freqbackdoor.io import atomic_path, load_npy, read_json, save_npz
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.metrics import decision_threshold
 from freqbackdoor.models import ReferenceCNN, build_model
@@ -99,14 +99,13 @@ epochs = pd.DataFrame(
 epochs.insert(0, "trigger", wildcards.attack)
 with atomic_path(snakemake.output.history, suffix=".csv") as tmp:
     epochs.to_csv(tmp, index=False)
-with atomic_path(snakemake.output.predictions, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-    np.savez_compressed(
-        fh,
-        clean=predict_logits(model, x_test).argmax(1),
-        triggered=predict_logits(model, x_triggered).argmax(1),
-        labels=y_test,
-        target=np.int64(trigger.target_label),
-    )
+save_npz(
+    snakemake.output.predictions,
+    clean=predict_logits(model, x_test).argmax(1),
+    triggered=predict_logits(model, x_triggered).argmax(1),
+    labels=y_test,
+    target=np.int64(trigger.target_label),
+)
 save_checkpoint(
     model,
     snakemake.output.model,

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from freqbackdoor.detection import detector_scores, evaluate_attacks
-from freqbackdoor.io import atomic_path, load_npy
+from freqbackdoor.io import atomic_path, load_npy, save_npz
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import decision_threshold
 from freqbackdoor.smooth_defence import (
@@ -77,8 +77,7 @@ for stage, (model_path, meta_path) in stages.items():
 
 with atomic_path(snakemake.output.metrics, suffix=".csv") as tmp:
     pd.concat(metrics, ignore_index=True).to_csv(tmp, index=False)
-with atomic_path(snakemake.output.scores, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-    np.savez_compressed(fh, **scores)
+save_npz(snakemake.output.scores, **scores)
 with atomic_path(snakemake.output.distances, suffix=".csv") as tmp:
     pd.concat(distances, ignore_index=True).to_csv(tmp, index=False)
 with atomic_path(snakemake.output.projection, suffix=".csv") as tmp:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from freqbackdoor.errors import ConfigError
-from freqbackdoor.io import atomic_path, load_npy, sha256_array, write_json
+from freqbackdoor.io import atomic_path, load_npy, save_npz, sha256_array, write_json
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.manipulations import ManipulationParams
 from freqbackdoor.training import load_checkpoint, save_checkpoint
@@ -96,8 +96,7 @@ for position, (key, value) in enumerate(
     )
 ):
     metrics.insert(position, key, value)
-with atomic_path(snakemake.output.scores, suffix=".npz") as tmp:
-    np.savez_compressed(tmp, **scores, test_rows=test)
+save_npz(snakemake.output.scores, **scores, test_rows=test)
 with atomic_path(snakemake.output.metrics) as tmp:
     metrics.to_csv(tmp, index=False)
 write_json(
