@@ -135,6 +135,21 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
     return 1 if any(diff.values()) else 0
 
 
+def _cmd_readme_claims(args: argparse.Namespace) -> int:
+    from .errors import DataError
+    from .provenance import update_readme
+
+    results = args.results
+    try:
+        update_readme(
+            args.readme, f"{results}/report/claims.csv", f"{results}/report/provenance.json"
+        )
+    except (DataError, OSError) as exc:
+        raise SystemExit(f"freqbackdoor readme-claims: {exc}") from None
+    print(f"rewrote the demo claims block of {args.readme} from {results}/report/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freqbackdoor",
@@ -200,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fingerprint.add_argument("--compare", help="an earlier run's listing to compare with")
     fingerprint.set_defaults(func=_cmd_fingerprint)
+
+    readme = commands.add_parser(
+        "readme-claims",
+        help="rewrite the README's demo claims block from a finished run",
+        description="Replace the block between the demo-claims markers of README.md with the "
+        "claims table of RESULTS/report/claims.csv, stamped with the run's commit and time "
+        "(RESULTS/report/provenance.json).",
+    )
+    readme.add_argument("--results", default="results", help="results folder (default: results)")
+    readme.add_argument("--readme", default="README.md", help="the file to rewrite")
+    readme.set_defaults(func=_cmd_readme_claims)
     return parser
 
 

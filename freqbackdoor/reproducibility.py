@@ -1,10 +1,11 @@
 """Fingerprints of a run's results, to show that one config and one seed give the same bytes.
 
 A run is reproducible on one machine when every result file (tables, CSV, JSON sidecars, score
-archives, checkpoints, arrays, figures) is byte-identical across runs. Wall times are the one
-thing that must differ, so they live apart: in ``results/benchmarks/`` (Snakemake's benchmark
-files), which is skipped, and in JSON objects under a ``timing`` key, which are dropped before a
-JSON file is hashed. Everything else is hashed as written.
+archives, checkpoints, arrays, figures) is byte-identical across runs. Wall times and the run's
+origin are what must differ, so they live apart: in ``results/benchmarks/`` (Snakemake's
+benchmark files) and ``results/report/provenance.json`` (commit, finishing time, versions),
+which are skipped, and in JSON objects under a ``timing`` key, which are dropped before a JSON
+file is hashed. Everything else is hashed as written.
 
 ``freqbackdoor fingerprint results > a.tsv`` after one run and
 ``freqbackdoor fingerprint results --compare a.tsv`` after another list the files that differ.
@@ -24,6 +25,8 @@ from .io import sha256_file
 
 # skipped: Snakemake's benchmark files (wall times, memory) live here
 SKIPPED_FOLDERS = frozenset({"benchmarks"})
+# skipped: the run's commit, finishing time and versions (freqbackdoor.provenance)
+SKIPPED_FILES = frozenset({"report/provenance.json"})
 # a JSON object under this key holds wall times and throughputs; fingerprints ignore it
 TIMING_KEY = "timing"
 
@@ -58,7 +61,9 @@ def result_files(root: str | os.PathLike) -> list[Path]:
     found = []
     for path in root.rglob("*"):
         relative = path.relative_to(root)
-        if relative.parts[0] in SKIPPED_FOLDERS or any(p.startswith(".") for p in relative.parts):
+        if relative.parts[0] in SKIPPED_FOLDERS or relative.as_posix() in SKIPPED_FILES:
+            continue
+        if any(part.startswith(".") for part in relative.parts):
             continue
         if path.is_file():
             found.append(relative)

@@ -51,7 +51,7 @@ def fine_tune_on_triggered(
     manipulations. The two uint8 arrays have equal length (the paper: 10,000 each); their rows
     need not be the same images. The standardisation buffers stay the detector's and the input
     model is left untouched. Returns the tuned model (eval mode, on the input's device) and the
-    history: per-epoch ``train_loss`` and ``train_acc``, ``samples``, ``seconds``.
+    history: per-epoch ``train_loss`` and ``train_acc``, ``samples``, ``timing``.
     """
     return fine_tune_on_pairs(
         model, clean, triggered, settings, "smooth.fine_tune", progress, log, "triggered"

@@ -207,7 +207,7 @@ def fine_tune_on_pairs(
     ``where`` names the config block of the settings and ``positives_name`` the positives in
     errors and logs. Returns the tuned
     model (eval mode, on the input's device) and the history: per-epoch ``train_loss`` and
-    ``train_acc``, ``samples``, ``seconds``.
+    ``train_acc``, ``samples`` and ``timing`` (``seconds``: wall time, kept apart from results).
     """
     log = log or _log
     clean, positives = np.asarray(clean), np.asarray(positives)
@@ -251,7 +251,7 @@ def fine_tune_on_pairs(
             log.info("fine-tuning epoch %d: loss %.4f, train acc %.4f", epoch + 1, loss, acc)
     tuned.eval()
     history["samples"] = 2 * clean.shape[0]
-    history["seconds"] = round(time.perf_counter() - started, 3)
+    history["timing"] = {"seconds": round(time.perf_counter() - started, 3)}
     return tuned, history
 
 

@@ -1,4 +1,5 @@
-# Dataset download (inside a job, never at DAG-build time) and preparation to uint8 arrays.
+# Dataset download (inside a job, never at DAG-build time) and preparation to uint8 arrays,
+# with the DCT of the clean test images (results/dct/{dataset}/clean.npy).
 
 
 rule raw_dataset:
@@ -29,6 +30,8 @@ rule prepared_dataset:
         x_test="results/data/{dataset}/x_test.npy",
         y_test="results/data/{dataset}/y_test.npy",
         meta="results/data/{dataset}/meta.json",
+        dct="results/dct/{dataset}/clean.npy",
+        dct_meta="results/dct/{dataset}/clean.json",
     log:
         "logs/prepared_dataset/{dataset}.log",
     benchmark:
@@ -42,5 +45,7 @@ rule prepared_dataset:
     params:
         spec=lambda wc: dataset_spec(wc.dataset),
         seed=config["seed"],
+        device="cpu",  # a DCT of the test set takes seconds on a CPU: no GPU slot for it
+        chunk_size=config["dct"]["chunk_size"],
     script:
         "../workflow/scripts/prepared_dataset.py"

@@ -1,28 +1,5 @@
-# DCT cache of every evaluation set and the frequency figures.
-
-
-rule dct_cache:
-    input:
-        images=test_images,
-    output:
-        dct="results/dct/{dataset}/{variant}.npy",
-        meta="results/dct/{dataset}/{variant}.json",
-    log:
-        "logs/dct_cache/{dataset}/{variant}.log",
-    benchmark:
-        "results/benchmarks/dct_cache/{dataset}/{variant}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=gpu_count(),
-    params:
-        device=config["device"],
-        chunk_size=config["dct"]["chunk_size"],
-    script:
-        "../workflow/scripts/dct_cache.py"
+# The frequency figures and the high-frequency energy table, from the DCT of every test set
+# (written by prepared_dataset and poisoned_test_set).
 
 
 rule figure1:

@@ -100,15 +100,22 @@ rule poisoned_test_set:
         x_test="results/poisoned/{dataset}/{attack}/x_test.npy",
         y_test="results/poisoned/{dataset}/{attack}/y_test.npy",
         meta="results/poisoned/{dataset}/{attack}/meta.json",
+        dct="results/dct/{dataset}/{attack}.npy",
+        dct_meta="results/dct/{dataset}/{attack}.json",
     log:
         "logs/poisoned_test_set/{dataset}/{attack}.log",
     benchmark:
         "results/benchmarks/poisoned_test_set/{dataset}/{attack}.tsv"
+    wildcard_constraints:
+        attack=r"(?!clean\b)[a-z0-9_]+",  # results/dct/{dataset}/clean.npy is prepared_dataset's
     conda:
         ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        device="cpu",  # a DCT of the test set takes seconds on a CPU: no GPU slot for it
+        chunk_size=config["dct"]["chunk_size"],
     script:
         "../workflow/scripts/poisoned_test_set.py"

@@ -205,7 +205,12 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
     for figure in ("figure2", "figure5", "pairs"):
         for name in ("small.png", "small.pdf", "large.png"):
             assert (results / "figures" / figure / name).stat().st_size > 1000
-    assert (workdir / "logs/dct_cache/small/clean.log").read_text().strip()
+    assert (workdir / "logs/prepared_dataset/small.log").read_text().strip()
+    # the DCT caches come with the test sets: the clean one's and each poisoned one's
+    clean_dct = np.load(results / "dct/small/clean.npy", mmap_mode="r")
+    assert clean_dct.dtype == np.float32 and clean_dct.shape == x_test.shape
+    badnets_dct = json.loads((results / "dct/small/badnets.json").read_text())
+    assert badnets_dct["variant"] == "badnets" and badnets_dct["shape"] == list(x_test.shape)
     assert (results / "benchmarks/figure1/small.tsv").exists()
 
     # the detector stage: Tables 1, 5, 6, 7, their paper comparisons, ROC curves, Figure 6

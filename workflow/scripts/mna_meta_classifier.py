@@ -163,6 +163,6 @@ write_json(
             if kind != "clean"
         },
         "histories": histories,
-        "seconds": seconds,
+        "timing": {"seconds": seconds},
     },
 )

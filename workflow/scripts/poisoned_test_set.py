@@ -1,7 +1,9 @@
-"""Rule poisoned_test_set: stamp a trigger onto every clean test image (labels kept, see sidecar)."""
+"""Rule poisoned_test_set: stamp a trigger onto every clean test image (labels kept, see sidecar),
+then write the float32 DCT of the poisoned images (memory-mappable, with its own sidecar)."""
 
+from freqbackdoor.dct import write_dct_cache
 from freqbackdoor.io import load_npy, save_npy, sha256_array, write_json
-from freqbackdoor.logs import setup_logging
+from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.triggers import Trigger
 
 log = setup_logging(snakemake.log[0])
@@ -30,3 +32,17 @@ log.info(
     snakemake.wildcards.dataset,
     trigger.name,
 )
+dct = write_dct_cache(
+    poisoned,
+    snakemake.output.dct,
+    snakemake.output.dct_meta,
+    device=snakemake.params.device,
+    chunk_size=snakemake.params.chunk_size,
+    extra_meta={
+        "dataset": snakemake.wildcards.dataset,
+        "variant": snakemake.wildcards.attack,
+        "source": snakemake.output.x_test,
+    },
+    progress=progress,
+)
+log.info("DCT of the poisoned test images on %s: %s", dct["device"], dct["shape"])

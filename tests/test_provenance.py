@@ -1,0 +1,91 @@
+"""The run's provenance record and the README's generated demo claims block."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from freqbackdoor.errors import DataError
+from freqbackdoor.provenance import (
+    BEGIN,
+    END,
+    VERDICTS,
+    readme_block,
+    replace_block,
+    run_provenance,
+    update_readme,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAIMS = pd.DataFrame(
+    {
+        "claim": ["highfreq_above_one", "frequency_beats_image", "mna_smooth_harder_before"],
+        "dataset": ["photos32", "digits32", "photos32"],
+        "verdict": ["holds", "does not hold", "not measured"],
+        "measured": ["min ratio 1.22 [1.20, 1.24] (blend)", "AUC +0.000 [0, 0]", ""],
+        "reason": ["every CI above 1", "difference not significant", "no mna block | none"],
+    }
+)
+PROVENANCE = {"commit": "0123456789abcdef", "uncommitted_changes": True, "finished_utc": "2026-12-04 17:00:00", "config_files": ["config/config.yaml"]}  # fmt: skip
+
+
+def test_block_is_stamped_with_the_run_and_counts_each_verdict():
+    block = readme_block(CLAIMS, PROVENANCE)
+    lines = block.splitlines()
+    assert lines[0] == BEGIN and lines[-1] == END
+    assert "commit `0123456789` with uncommitted changes" in lines[1]
+    assert "2026-12-04 17:00:00 UTC" in lines[1] and "`config/config.yaml`" in lines[1]
+    assert "1 holds, 1 does not hold, 1 not measured, of 3 rows" in lines[1]
+    rows = [line for line in lines if line.startswith("| ") and "Claim" not in line]
+    assert len(rows) == 3 and "no mna block \\| none" in rows[2]  # a pipe cannot break the row
+
+
+def test_unknown_verdict_or_missing_column_is_refused():
+    with pytest.raises(DataError, match="unknown verdict"):
+        readme_block(CLAIMS.assign(verdict="maybe"), PROVENANCE)
+    with pytest.raises(DataError, match="reason"):
+        readme_block(CLAIMS.drop(columns="reason"), PROVENANCE)
+
+
+def test_update_rewrites_only_the_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{BEGIN}\nold numbers\n{END}\nafter\n")
+    (tmp_path / "claims.csv").write_text(CLAIMS.to_csv(index=False))
+    (tmp_path / "provenance.json").write_text(json.dumps(PROVENANCE))
+    update_readme(readme, tmp_path / "claims.csv", tmp_path / "provenance.json")
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n" + BEGIN) and text.endswith(END + "\nafter\n")
+    assert "old numbers" not in text and "highfreq_above_one" in text
+    with pytest.raises(DataError, match="other.md: no demo claims block"):
+        replace_block("no markers here", "x", "other.md")
+    with pytest.raises(DataError, match="missing.csv: not found"):
+        update_readme(readme, tmp_path / "missing.csv", tmp_path / "provenance.json")
+
+
+def test_provenance_names_the_commit_and_uncommitted_changes(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("a\n")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    record = run_provenance(tmp_path, ["config/config.yaml"])
+    assert re.fullmatch(r"[0-9a-f]{40}", record["commit"]) and not record["uncommitted_changes"]
+    (tmp_path / "a.txt").write_text("b\n")
+    assert run_provenance(tmp_path, [])["uncommitted_changes"]
+    outside = run_provenance(tmp_path / "..", [])  # tmp_path's parent is no checkout
+    assert outside["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", outside["commit"])
+
+
+def test_readme_demo_numbers_are_a_generated_block_from_a_named_run():
+    text = (ROOT / "README.md").read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    block = text[text.index(BEGIN) : text.index(END)]
+    stamp = block.splitlines()[1]
+    assert re.search(r"commit `[0-9a-f]{10}`", stamp) and re.search(r"\d{4}-\d\d-\d\d", stamp)
+    verdicts = [line.split(" | ")[2] for line in block.splitlines()[4:]]
+    assert verdicts and set(verdicts) <= set(VERDICTS)
