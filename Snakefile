@@ -1,5 +1,7 @@
 # frequency-backdoor: regenerates the tables and figures of "Rethinking the Backdoor Attacks'
 # Triggers: A Frequency Perspective" (Zeng et al., ICCV 2021). See README.md.
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -57,3 +59,20 @@ rule all:
     input:
         all_outputs(),
         "results/report/paper_vs_reproduced.md",
+        "results/report/claims.md",
+
+
+onsuccess:
+    # where this run's numbers came from (commit, time, versions): apart from the results
+    from freqbackdoor.provenance import write_provenance
+
+    write_provenance(
+        "results/report/provenance.json",
+        workflow.basedir,
+        [str(path) for path in workflow.configfiles],
+    )
+    # the claims' verdicts, when this run (or an earlier one) wrote them
+    if Path("results/report/claims.csv").exists():
+        from freqbackdoor.claims import claims_summary, load_claims
+
+        print(claims_summary(load_claims("results/report/claims.csv")))

@@ -1,4 +1,5 @@
-# The paper-vs-reproduced report: every comparison file in one table.
+# The paper-vs-reproduced report: every comparison file in one table; the claims report.
+from freqbackdoor.claims import CONFIG_KEYS as CLAIMS_CONFIG_KEYS
 
 
 rule paper_vs_reproduced:
@@ -25,3 +26,32 @@ rule paper_vs_reproduced:
         tolerance=config["detection"]["tolerance"],
     script:
         "../workflow/scripts/paper_vs_reproduced.py"
+
+
+# The paper's qualitative claims, each judged on this run's data.
+
+
+rule claims:
+    input:
+        claims_inputs,
+    output:
+        csv="results/report/claims.csv",
+        md=report(
+            "results/report/claims.md",
+            caption="../report/claims.rst",
+            category="1. Claims",
+        ),
+    log:
+        "logs/claims.log",
+    benchmark:
+        "results/benchmarks/claims.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        config={key: config.get(key) for key in CLAIMS_CONFIG_KEYS},
+    script:
+        "../workflow/scripts/claims.py"
