@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
+from .metrics import wilson_interval
 from .mna import auc as model_auc
 from .mna import mean_interval
 from .poisoning import asr_with_rejection, attack_success_rate
@@ -333,14 +333,6 @@ def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
     tail = (1.0 - CONFIDENCE) / 2.0
     low, high = np.quantile(np.asarray(replicates, dtype=np.float64), [tail, 1.0 - tail])
     return float(low), float(high)
-
-
-def wilson_interval(k: int, n: int) -> tuple[float, float]:
-    """Wilson score interval (fractions) of the proportion ``k / n`` at :data:`CONFIDENCE`."""
-    ci = scipy.stats.binomtest(int(k), int(n)).proportion_ci(
-        confidence_level=CONFIDENCE, method="wilson"
-    )
-    return float(ci.low), float(ci.high)
 
 
 def mean_rate_interval(

@@ -72,7 +72,7 @@ def _scores(values: Any, name: str) -> np.ndarray:
     return array
 
 
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of the proportion ``k / n`` (scipy's binomtest)."""
     ci = scipy.stats.binomtest(int(k), int(n)).proportion_ci(
         confidence_level=confidence, method="wilson"
@@ -166,9 +166,9 @@ def detection_metrics(
     tp = int((triggered >= threshold).sum())
     fp = int((clean >= threshold).sum())
     fn, tn = n_triggered - tp, n_clean - fp
-    acc_low, acc_high = _wilson(tp + tn, n_clean + n_triggered, confidence)
-    bdr_low, bdr_high = _wilson(tp, n_triggered, confidence)
-    fpr_low, fpr_high = _wilson(fp, n_clean, confidence)
+    acc_low, acc_high = wilson_interval(tp + tn, n_clean + n_triggered, confidence)
+    bdr_low, bdr_high = wilson_interval(tp, n_triggered, confidence)
+    fpr_low, fpr_high = wilson_interval(fp, n_clean, confidence)
 
     labels = np.concatenate([np.zeros(n_clean), np.ones(n_triggered)])
     auc = float(roc_auc_score(labels, np.concatenate([clean, triggered])))

@@ -1,7 +1,13 @@
-"""Shared fixtures: small seeded image batches."""
+"""Shared fixtures: small seeded image batches, and a copy of the workflow to run Snakemake in."""
+
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -25,3 +31,30 @@ def photos():
         torch.from_numpy(base).permute(0, 3, 1, 2), size=(32, 32), mode="bicubic"
     )
     return images.clamp(0, 255).round().permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+def _copy_workflow(folder: Path, config: dict) -> Path:
+    """The workflow in ``folder`` (as a fresh clone has it) with ``config`` as its default config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (
+        "Snakefile",
+        "rules",
+        "workflow",
+        "report",
+        "profiles",
+        "config",
+        "environment.yml",
+    ):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name)
+        else:
+            shutil.copy(source, folder / name)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+@pytest.fixture
+def workflow_copy():
+    """``workflow_copy(folder, config)``: a runnable copy of the workflow with that config."""
+    return _copy_workflow

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -92,19 +91,11 @@ def test_detector_with_dropout_and_its_fine_tuning_repeat_exactly(photos, tmp_pa
     assert digests[0] == digests[1]
 
 
-def _demo_copy(tmp_path: Path) -> Path:
-    """The workflow with the demo config, its detector trained for 2 epochs instead of 4."""
-    tmp_path.mkdir()
-    for name in ("Snakefile", "rules", "workflow", "report", "config", "environment.yml"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name)
-        else:
-            shutil.copy(source, tmp_path / name)
+def _demo_config() -> dict:
+    """The demo config with its detector trained for 2 epochs instead of 4."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["detector"]["epochs"] = 2
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
+    return config
 
 
 def _snakemake(workdir: Path, *args: str, **kwargs) -> subprocess.Popen:
@@ -126,13 +117,15 @@ def _finish(process: subprocess.Popen) -> None:
 
 
 @pytest.mark.workflow
-def test_demo_detector_job_is_byte_identical_after_a_rerun_and_after_a_kill(tmp_path):
+def test_demo_detector_job_is_byte_identical_after_a_rerun_and_after_a_kill(
+    tmp_path, workflow_copy
+):
     """The demo's photos32 cnn6 detector (dropout, BatchNorm, the demo's data and settings):
     a clean run, and a run killed with SIGKILL mid-training then resumed, give the same files."""
-    first = _demo_copy(tmp_path / "first")
+    first = workflow_copy(tmp_path / "first", _demo_config())
     _finish(_snakemake(first))
 
-    second = _demo_copy(tmp_path / "second")
+    second = workflow_copy(tmp_path / "second", _demo_config())
     log = second / "logs/detector/photos32/cnn6_kmax128_dct.log"
     process = _snakemake(second)
     deadline = time.monotonic() + 300

@@ -1,7 +1,6 @@
 """The DAG on a tiny config (a real Snakemake run), and offline dry runs of the shipped configs."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,19 +137,6 @@ TINY["datasets"]["gray"] = {
 }
 
 
-def _workflow_copy(tmp_path: Path, config: dict) -> Path:
-    """A copy of the workflow (as a fresh clone has it) with ``config`` as its default config."""
-    for name in ("Snakefile", "rules", "workflow", "report", "profiles", "config"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name)
-        else:
-            shutil.copy(source, tmp_path / name)
-    shutil.copy(ROOT / "environment.yml", tmp_path / "environment.yml")
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
-
-
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True
@@ -158,8 +144,8 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.workflow
-def test_tiny_dag_runs_end_to_end(tmp_path):
-    workdir = _workflow_copy(tmp_path, TINY)
+def test_tiny_dag_runs_end_to_end(tmp_path, workflow_copy):
+    workdir = workflow_copy(tmp_path, TINY)
     result = _snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     results = workdir / "results"
@@ -312,10 +298,10 @@ def test_tiny_dag_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.workflow
-def test_bad_config_key_stops_the_run_naming_it(tmp_path):
+def test_bad_config_key_stops_the_run_naming_it(tmp_path, workflow_copy):
     config = json.loads(json.dumps(TINY))
     config["datasets"]["small"]["train_per_clas"] = 3
-    workdir = _workflow_copy(tmp_path, config)
+    workdir = workflow_copy(tmp_path, config)
     result = _snakemake(workdir, "-n")
     assert result.returncode != 0
     assert "train_per_clas" in result.stderr + result.stdout
@@ -323,10 +309,10 @@ def test_bad_config_key_stops_the_run_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["config.yaml"])  # paper.yaml: tests/test_profiles.py
-def test_shipped_configs_dry_run_offline(tmp_path, name):
+def test_shipped_configs_dry_run_offline(tmp_path, name, workflow_copy):
     """Downloads happen inside jobs, so listing the DAG needs no network, the paper's included."""
     shipped = yaml.safe_load((ROOT / "config" / name).read_text())
-    workdir = _workflow_copy(tmp_path, shipped)
+    workdir = workflow_copy(tmp_path, shipped)
     result = _snakemake(workdir, "-n")
     assert result.returncode == 0, result.stderr[-4000:]
     for dataset in shipped["datasets"]:
