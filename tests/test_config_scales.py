@@ -57,6 +57,7 @@ ALLOWED = {
     "transfer.combined_detector": "only `epochs` may be set here (checked below)",
     "triggers.lowpass_*": "the paper config's extra naive baselines (a count)",
     "figure6.widths": "how many widths (a count)",
+    "table5.architectures": "how many ablation rows (the demo keeps both ends and a middle)",
 }
 
 #: Per-dataset blocks that may set keys the paper's counterpart lacks, with the reason.

@@ -136,6 +136,7 @@ def test_demo_detector_job_is_byte_identical_after_a_rerun_and_after_a_kill(
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (second / DETECTOR).exists()
+    _finish(_snakemake(second, "--unlock"))  # a killed Snakemake leaves its lock behind
     _finish(_snakemake(second, "--rerun-incomplete"))
 
     diff = differences(fingerprints(first / "results"), fingerprints(second / "results"))
