@@ -28,6 +28,7 @@ so the files are byte-identical from run to run.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -803,9 +804,15 @@ def untuned_detector_misses_smooth(
 
 
 def upgrade_catches_smooth(
-    scores: Mapping[str, np.ndarray], target: float, seed: int = 0
+    scores: Mapping[str, np.ndarray],
+    target: float,
+    seed: int = 0,
+    tuning: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Claim 10: stage ``tuned_smooth`` against ``section4`` on the smooth trigger's images."""
+    """Claim 10: stage ``tuned_smooth`` against ``section4`` on the smooth trigger's images.
+
+    ``tuning``, the upgraded detector's sidecar, adds how long it was fine-tuned and its last
+    training accuracy to ``measured``: a fine-tuning still at chance explains a miss."""
     criterion = criterion_text("upgrade_catches_smooth", target)
     before = _stage_flags(scores, "section4", "smooth")
     after = _stage_flags(scores, "tuned_smooth", "smooth")
@@ -826,6 +833,14 @@ def upgrade_catches_smooth(
         f"(difference {_num_ci(difference, diff_low, diff_high, digits=1, sign=True)} points); "
         f"clean FPR after {_pct(fpr)}"
     )
+    history = (tuning or {}).get("history") or {}
+    if history.get("train_acc"):
+        epochs = len(history["train_acc"])
+        measured += (
+            f"; fine-tuned on {tuning.get('fine_tune_samples')} images for {epochs} "
+            f"epoch{'s' if epochs != 1 else ''}, last training accuracy "
+            f"{_pct(100.0 * history['train_acc'][-1])}"
+        )
     bdr_ok, diff_ok, fpr_ok = bdr >= MIN_UPGRADE_BDR, diff_low > 0, fpr <= limit + 1e-9
     verdict = HOLDS if bdr_ok and diff_ok and fpr_ok else FAILS
     reason = (
@@ -1053,6 +1068,12 @@ class _Run:
             self._cache[relative] = pd.read_csv(self.root / relative)
         return self._cache[relative]
 
+    def json(self, relative: str) -> dict[str, Any]:
+        if relative not in self._cache:
+            self.read.append(relative)
+            self._cache[relative] = json.loads((self.root / relative).read_text())
+        return self._cache[relative]
+
     def npz(self, relative: str) -> dict[str, np.ndarray]:
         if relative not in self._cache:
             self.read.append(relative)
@@ -1253,9 +1274,10 @@ def _section5_rows(run: _Run) -> list[Row]:
         return untuned_detector_misses_smooth(scores, triggered, threshold, run.seed)
 
     def upgrade(dataset: str) -> dict[str, Any]:
-        missing = run.missing(smooth_scores(dataset))
+        tuned = f"smooth/{dataset}/detector_smooth.json"
+        missing = run.missing(smooth_scores(dataset), tuned)
         return missing or upgrade_catches_smooth(
-            run.npz(smooth_scores(dataset)), run.target, run.seed
+            run.npz(smooth_scores(dataset)), run.target, run.seed, run.json(tuned)
         )
 
     def unseen(dataset: str) -> dict[str, Any]:

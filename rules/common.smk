@@ -624,6 +624,7 @@ def claims_inputs(wildcards):
             inputs += [f"{stem}/smooth_predictions.npz"]
             inputs += [f"{stem}/filtered/smooth_predictions.npz"]
             inputs.append(f"results/smooth/{dataset}/scores.npz")
+            inputs.append(f"results/smooth/{dataset}/detector_smooth.json")
     for dataset in mna_datasets():
         inputs.append(f"results/mna/{dataset}/scores.csv")
     return list(dict.fromkeys(inputs))

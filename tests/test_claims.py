@@ -262,6 +262,12 @@ def test_upgrade_catches_smooth_paths():
     assert result["verdict"] == FAILS and "clean FPR 30.0% > 10.0%" in result["reason"]
     result = claims.upgrade_catches_smooth(_stages(before, before), 0.05)
     assert result["verdict"] == FAILS and "lower bound +0.0 <= 0" in result["reason"]
+    tuning = {"fine_tune_samples": 800, "history": {"train_acc": [0.5, 0.504]}}
+    result = claims.upgrade_catches_smooth(_stages(before, before), 0.05, tuning=tuning)
+    assert (
+        "fine-tuned on 800 images for 2 epochs, last training accuracy 50.4%"
+        in (result["measured"])
+    )
 
 
 def test_untuned_detector_misses_smooth_needs_separated_intervals():
