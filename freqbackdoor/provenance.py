@@ -76,7 +76,8 @@ def readme_block(claims: pd.DataFrame, provenance: Mapping[str, Any]) -> str:
     """The README's demo results: the claims table of one run, stamped with that run's origin.
 
     ``claims`` is ``results/report/claims.csv`` (columns ``claim``, ``dataset``, ``verdict``,
-    ``measured``, ``reason``); a verdict outside :data:`VERDICTS` raises ``DataError``.
+    ``measured``, ``reason``, and ``setting`` where a row has one, shown instead of the
+    dataset); a verdict outside :data:`VERDICTS` raises ``DataError``.
     """
     missing = {"claim", "dataset", "verdict", "measured", "reason"} - set(claims.columns)
     if missing:
@@ -100,8 +101,9 @@ def readme_block(claims: pd.DataFrame, provenance: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for row in claims.itertuples(index=False):
+        where = getattr(row, "setting", "") or row.dataset  # a transfer row: source -> target
         lines.append(
-            f"| {_cell(row.claim)} | {_cell(row.dataset)} | {_cell(row.verdict)} | "
+            f"| {_cell(row.claim)} | {_cell(where)} | {_cell(row.verdict)} | "
             f"{_cell(row.measured)} | {_cell(row.reason)} |"
         )
     lines.append(END)

@@ -27,6 +27,7 @@ CLAIMS = pd.DataFrame(
         "verdict": ["holds", "does not hold", "not measured"],
         "measured": ["min ratio 1.22 [1.20, 1.24] (blend)", "AUC +0.000 [0, 0]", ""],
         "reason": ["every CI above 1", "difference not significant", "no mna block | none"],
+        "setting": ["", "table2: photos32 -> digits32", ""],
     }
 )
 PROVENANCE = {"commit": "0123456789abcdef", "uncommitted_changes": True, "finished_utc": "2026-12-04 17:00:00", "config_files": ["config/config.yaml"]}  # fmt: skip
@@ -41,6 +42,8 @@ def test_block_is_stamped_with_the_run_and_counts_each_verdict():
     assert "1 holds, 1 does not hold, 1 not measured, of 3 rows" in lines[1]
     rows = [line for line in lines if line.startswith("| ") and "Claim" not in line]
     assert len(rows) == 3 and "no mna block \\| none" in rows[2]  # a pipe cannot break the row
+    assert rows[0].startswith("| highfreq_above_one | photos32 |")
+    assert rows[1].startswith("| frequency_beats_image | table2: photos32 -> digits32 |")
 
 
 def test_unknown_verdict_or_missing_column_is_refused():
@@ -87,5 +90,5 @@ def test_readme_demo_numbers_are_a_generated_block_from_a_named_run():
     block = text[text.index(BEGIN) : text.index(END)]
     stamp = block.splitlines()[1]
     assert re.search(r"commit `[0-9a-f]{10}`", stamp) and re.search(r"\d{4}-\d\d-\d\d", stamp)
-    verdicts = [line.split(" | ")[2] for line in block.splitlines()[4:]]
+    verdicts = [line.split(" | ")[2] for line in block.splitlines()[5:]]
     assert verdicts and set(verdicts) <= set(VERDICTS)
