@@ -3,6 +3,7 @@ import torch
 
 from freqbackdoor.detectors import DETECTORS
 from freqbackdoor.mna import check_mna_config
+from freqbackdoor.references import check_references
 from freqbackdoor.transfer import check_transfer_config
 from freqbackdoor.triggers import trigger_builder, trigger_needs
 
@@ -19,6 +20,7 @@ DATASET_KEYS_FOR_RULES = (
 )
 DOMAINS = ["dct", "pixel"] if config["detection"]["image_domain"] else ["dct"]
 COMBINED_SOURCE = r"[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)+"  # "photos32+digits32"
+check_references(config)
 check_transfer_config(config["transfer"], config["datasets"])
 check_mna_config(
     config["mna"],
