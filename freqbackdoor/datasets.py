@@ -33,8 +33,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tarfile
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -103,14 +105,19 @@ def download(name: str, spec: dict, raw_dir: str | Path) -> Path:
     archive (or uses one placed in ``raw_dir/name`` or ``raw_dir`` by hand), verifies its
     sha256 and extracts it into ``raw_dir/name/extracted``. The work happens in a temporary
     folder beside the target that is renamed into place only on success, so a failed download
-    leaves nothing partial behind (files a user placed there by hand are kept).
+    leaves nothing partial behind (files a user placed there by hand are kept): SIGTERM (what
+    ``scancel`` and a cluster's time limit send) cleans up as Ctrl-C does, and the leftovers of
+    a run killed outright (SIGKILL) are removed by the next one.
     """
     source = _source_of(name, spec)
     _size_of(name, spec)
     raw_dir = Path(raw_dir)
     target = raw_dir / name
     keep = source in ("cifar10", "gtsrb", "url")  # sources that may find hand-placed files
-    with _staged_dir(target, keep_existing=keep, skip=(_EXTRACTED, _SOURCE_NOTE)) as staging:
+    with (
+        _terminate_as_interrupt(),
+        _staged_dir(target, keep_existing=keep, skip=(_EXTRACTED, _SOURCE_NOTE)) as staging,
+    ):
         details = _FETCHERS[source](name, spec, staging, target)
         note = {"dataset": name, "source": source, "spec": dict(spec), **details}
         write_json(staging / _SOURCE_NOTE, note)
@@ -336,6 +343,37 @@ def _workers() -> int:
 
 
 @contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises ``KeyboardInterrupt`` inside the block, so cleanup runs as on Ctrl-C.
+
+    Python's default SIGTERM ends the process without running ``finally`` blocks, which left
+    a killed download's staging folder (hundreds of MB) behind. Outside the main thread, where
+    no handler can be set, the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove the staging and swap folders an earlier, killed run left beside ``target``."""
+    for pattern in (f".{target.name}.partial-*", f".{target.name}.old-*"):
+        for leftover in sorted(target.parent.glob(pattern)):
+            if leftover.is_dir() and not leftover.is_symlink():
+                log.info("removing %s, left by an interrupted run", leftover)
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def _staged_dir(target: Path, keep_existing: bool, skip: Sequence[str] = ()) -> Iterator[Path]:
     """Yield a fresh folder beside ``target`` that replaces ``target`` if the block succeeds.
 
@@ -347,6 +385,7 @@ def _staged_dir(target: Path, keep_existing: bool, skip: Sequence[str] = ()) -> 
     is left exactly as it was.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)  # one job per dataset at a time (Snakemake locks its output)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes 0700; the final folder should read like any other
     try:

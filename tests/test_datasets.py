@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import struct
+import subprocess
+import sys
 import tarfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -230,6 +235,36 @@ def _url_spec(archive: Path, sha="auto", **extra) -> dict:
     sha256 = sha256_file(archive) if sha == "auto" else sha
     return {"source": "url", "size": 16, "url": archive.as_uri(), "sha256": sha256,
             "layout": "class_folders", "test_fraction": 0.4, **extra}  # fmt: skip
+
+
+def test_a_rerun_removes_what_a_killed_download_left(tmp_path):
+    """SIGKILL leaves the staging folder; the next download of that dataset removes it."""
+    raw = tmp_path / "raw"
+    for leftover in (".pubfig.partial-abc123", ".pubfig.old-def456", ".pubfig2.partial-x"):
+        (raw / leftover).mkdir(parents=True)
+        (raw / leftover / "faces.zip").write_bytes(b"\0" * 4096)
+    D.download("pubfig", _url_spec(_class_zip(tmp_path / "faces.zip")), raw)
+    assert _leftovers(raw) == [".pubfig2.partial-x", "pubfig"]  # another dataset's is not ours
+
+
+def test_sigterm_during_a_download_cleans_up_like_ctrl_c(tmp_path):
+    """What scancel sends: the staging folder goes, nothing of the dataset is left."""
+    fifo = tmp_path / "faces.zip"
+    os.mkfifo(fifo)  # reading it blocks until a writer comes: the download hangs mid-way
+    raw = tmp_path / "raw"
+    spec = _url_spec(fifo, sha="0" * 64)
+    code = f"from freqbackdoor import datasets as D; D.download('pubfig', {spec!r}, {str(raw)!r})"
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(raw.glob(".pubfig.partial-*")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "the download did not start"
+        time.sleep(0.05)
+    time.sleep(0.2)  # into the blocking read
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=30)[1]
+    assert process.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert _leftovers(raw) == []
 
 
 def test_url_class_folders(tmp_path):
