@@ -35,8 +35,12 @@ SCREEN_EXAMPLES = """examples:
       any detector checkpoint (.pt with its .json sidecar beside it)
 
 Writes the CSV (file, score, flagged, error) and a JSON summary beside it (NAME.summary.json),
-and prints the summary. Exit status 0 when every image was scored, 1 when some could not be
-read (they are named on stderr and in the CSV's error column; the rest are still scored).
+and prints the summary. Every path named like an image gets a row: one that cannot be read (a
+corrupt file, a dangling or looping link, a folder called x.png) has no score and says why.
+
+Exit status: 0 every image was scored; 1 some could not be read (named on stderr and in the
+CSV's error column; the rest are still scored); 2 bad arguments, an input or detector that
+cannot be used, or an output that cannot be written (nothing is written then).
 """
 
 
@@ -63,6 +67,22 @@ def _cmd_dct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unwritable(output) -> str | None:
+    """Why files cannot be written at ``output`` (its folder made if missing), else None."""
+    import os
+
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create its folder {folder}: {exc.strerror or exc}"
+    if output.is_dir():
+        return "it is a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is not writable"
+    return None
+
+
 def _cmd_screen(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -82,6 +102,11 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     if args.upgraded and not args.dataset:
         print("freqbackdoor screen: --upgraded needs --dataset", file=sys.stderr)
         return 2
+    output = Path(args.output)
+    unwritable = _unwritable(output)
+    if unwritable:  # before scoring: the user should not wait for an error they can fix now
+        print(f"freqbackdoor screen: cannot write -o {output}: {unwritable}", file=sys.stderr)
+        return 2
     try:
         checkpoint = (
             Path(args.detector)
@@ -94,13 +119,17 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"freqbackdoor screen: {exc}", file=sys.stderr)
         return 2
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output) as tmp:
-        table.to_csv(tmp, index=False)
     summary = screening_summary(table, threshold, source, str(checkpoint), meta)
     summary["input"] = str(args.input)
-    write_json(output.with_suffix(".summary.json"), summary)
+    try:
+        with atomic_path(output) as tmp:
+            table.to_csv(tmp, index=False)
+        write_json(output.with_suffix(".summary.json"), summary)
+    except OSError as exc:
+        print(
+            f"freqbackdoor screen: cannot write -o {output}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
     for row in table[table["error"] != ""].itertuples():
         print(f"freqbackdoor screen: {row.error}", file=sys.stderr)
     print(summary_text(summary))

@@ -8,6 +8,7 @@ scored, so one corrupt file does not hide the verdict on a whole folder.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -27,14 +28,44 @@ DEFAULT_THRESHOLD = 0.5  # the paper's fixed threshold, used when no calibration
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
-    """Every image file under ``folder`` (recursively, as an ``imagefolder`` dataset reads them)."""
+    """Every path under ``folder`` named like an image (recursively, sorted; hidden files and
+    macOS ``__MACOSX`` skipped, as an ``imagefolder`` dataset reads them).
+
+    Paths that are not regular files (a dangling or looping symbolic link, a folder named
+    ``x.png``) are listed too, so that :func:`screen_files` gives each a row saying why it was
+    not scored instead of dropping it without a word.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
-    files = image_files(folder, recursive=True)
+    files = set(image_files(folder, recursive=True))
+    for path in folder.rglob("*"):
+        hidden = any(p.startswith(".") or p == "__MACOSX" for p in path.relative_to(folder).parts)
+        if not hidden and path.suffix.lower() in IMAGE_EXTENSIONS:
+            files.add(path)
     if not files:
         raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return files
+    return sorted(files)
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is no image file to read (a dangling or looping link, a folder), else None."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        loop = f"{path}: a symbolic link loop, not an image file"
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python before 3.13 reports a loop so
+            return loop
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return loop
+            return f"{path}: a dangling symbolic link (its target is missing)"
+    if path.is_dir():
+        return f"{path}: a folder named like an image, not an image file"
+    return f"{path}: not a regular file"
 
 
 def pipeline_detector(results: str | os.PathLike, dataset: str, upgraded: bool = False) -> Path:
@@ -139,8 +170,8 @@ def screen_files(
 ) -> pd.DataFrame:
     """Scores of image files, read ``chunk`` at a time at the detector's input size.
 
-    A file that cannot be decoded gets a row with no score and the error naming it; every
-    other file is scored. ``resize`` is ``stretch`` or ``center_crop`` (see ``load_image``).
+    A file that cannot be decoded, and a path that is no file (:func:`not_a_file`), gets a row
+    with no score and the error naming it; every other file is scored. ``resize`` is ``stretch`` or ``center_crop`` (see ``load_image``).
     """
     rows = []
     starts = range(0, len(files), chunk)
@@ -149,6 +180,10 @@ def screen_files(
     for start in starts:
         names, images, failed = [], [], []
         for file in files[start : start + chunk]:
+            reason = not_a_file(file)
+            if reason is not None:
+                failed.append({"file": str(file), "error": reason})
+                continue
             try:
                 images.append(load_image(file, model.input_size, resize))
                 names.append(str(file))

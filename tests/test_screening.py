@@ -1,6 +1,7 @@
 """`freqbackdoor screen`: a trained detector flags triggered images in a user's folder."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -134,3 +135,35 @@ def test_errors_name_the_culprit(detector, tmp_path, capsys):
     )
     assert code == 2 and "not a detector" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_paths_that_are_no_image_files_each_get_a_row_saying_why(detector, photos, tmp_path):
+    """Dangling and looping links and a folder named like an image: a row each, not silence."""
+    results, _ = detector
+    root = tmp_path / "mixed"
+    root.mkdir()
+    Image.fromarray(photos[0]).save(root / "good.png")
+    (root / "dangling.png").symlink_to(root / "gone.png")
+    (root / "loop.png").symlink_to(root / "loop.png")
+    (root / "folder.png").mkdir()
+    (root / ".hidden.png").write_bytes(b"skipped: hidden")
+    out = tmp_path / "scores.csv"
+    code = main(["screen", str(root), "--detector", str(results / "detectors/toy/cnn3_kmax32_dct.pt"), "-o", str(out)])  # fmt: skip
+    assert code == 1
+    table = pd.read_csv(out, keep_default_na=False, na_values=[""]).set_index("file")
+    assert len(table) == 4 and not np.isnan(table.loc[str(root / "good.png"), "score"])
+    errors = {Path(f).name: e for f, e in table["error"].items()}
+    assert "dangling symbolic link" in errors["dangling.png"]
+    assert "symbolic link loop" in errors["loop.png"]
+    assert "folder named like an image" in errors["folder.png"]
+
+
+def test_an_unwritable_output_is_a_usage_error_before_any_scoring(detector, folder, tmp_path, capsys):  # fmt: skip
+    results, _ = detector
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for output in (blocker / "scores.csv", tmp_path):  # a folder that cannot exist; a folder
+        code = main(["screen", str(folder), "--dataset", "toy", "--results", str(results), "-o", str(output)])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and f"cannot write -o {output}" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
