@@ -630,11 +630,32 @@ def check_state_keys(
         raise DataError(f"{path}: {what} {' and '.join(parts)} for {model}")
 
 
+def check_identity(
+    meta: Mapping[str, Any], expect: Mapping[str, Any], sidecar_path: str | os.PathLike
+) -> None:
+    """``DataError`` unless every field of ``expect`` has that value in the sidecar ``meta``.
+
+    A checkpoint must be what its path and the config say it is: a detector copied over
+    another's file (sha256 and shapes can both agree with its own sidecar) is caught here by
+    the sidecar's ``checkpoint`` name, ``dataset``, ``body``, ``domain`` and the like. The
+    message names the file and the first field that differs.
+    """
+    for field, wanted in expect.items():
+        actual = meta.get(field)
+        if actual != wanted:
+            raise DataError(
+                f"{sidecar_path}: {field} is {actual!r} but this path and the config expect "
+                f"{wanted!r}; the checkpoint was copied or renamed from another one (delete "
+                "it and its sidecar, and rerun to retrain it)"
+            )
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     sidecar_path: str | os.PathLike,
     device: str | torch.device = "cpu",
     domain: str | None = "pixel",
+    expect: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a sidecar describes and load ``path`` into it: ``(model, sidecar)``.
 
@@ -643,12 +664,15 @@ def load_checkpoint(
     Weights are read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
     The model comes back in eval mode on ``device`` (``"auto"`` allowed). ``domain`` is the
     input domain the caller expects (``"pixel"`` for classifiers, ``"dct"`` or ``"pixel"`` for
-    detectors; ``None`` accepts any).
+    detectors; ``None`` accepts any). ``expect`` maps sidecar fields to the values the caller's
+    path and config imply (:func:`check_identity`); the pipeline passes at least the file name
+    as ``checkpoint``.
     """
     target = resolve_device(device)
     meta = read_json(sidecar_path)
     if not isinstance(meta, dict):
         raise DataError(f"{sidecar_path}: not a checkpoint sidecar (expected a JSON object)")
+    check_identity(meta, expect or {}, sidecar_path)
     missing = [k for k in ("architecture", "num_classes", "input_size", "sha256") if k not in meta]
     if missing:
         raise DataError(f"{sidecar_path}: checkpoint sidecar lacks {', '.join(missing)}")

@@ -201,6 +201,21 @@ def test_load_uses_weights_only(checkpoint, monkeypatch):
     assert seen == [True]
 
 
+def test_a_checkpoint_copied_over_another_is_refused_naming_the_field(checkpoint):
+    """Its own sha256 and shapes agree; what the path and config expect does not."""
+    _, path, sidecar = checkpoint
+    other, other_sidecar = path.with_name("other.pt"), sidecar.with_name("other.json")
+    other.write_bytes(path.read_bytes())
+    other_sidecar.write_text(sidecar.read_text())
+    load_checkpoint(other, other_sidecar)  # nothing expected: nothing to contradict
+    with pytest.raises(DataError) as info:
+        load_checkpoint(other, other_sidecar, expect={"checkpoint": "other.pt"})
+    assert "other.json: checkpoint is 'model.pt' but this path and the config expect 'other.pt'" in str(info.value)  # fmt: skip
+    with pytest.raises(DataError, match="seed is 1 but .* expect 2"):
+        load_checkpoint(path, sidecar, expect={"checkpoint": "model.pt", "seed": 2})
+    load_checkpoint(path, sidecar, expect={"checkpoint": "model.pt", "seed": 1})
+
+
 def test_tampered_checkpoint_is_refused(checkpoint):
     _, path, sidecar = checkpoint
     data = bytearray(path.read_bytes())

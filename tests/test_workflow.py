@@ -1,6 +1,7 @@
 """The DAG on a tiny config (a real Snakemake run), and offline dry runs of the shipped configs."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -295,6 +296,16 @@ def test_tiny_dag_runs_end_to_end(tmp_path, workflow_copy):
 
     again = _snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # a detector copied over another's file (its own sha256 and shapes agree) is refused
+    detectors = results / "detectors/small"
+    for ext in ("pt", "json"):
+        shutil.copy(detectors / f"linear_dct.{ext}", detectors / f"cnn3_kmax32_dct.{ext}")
+    swapped = _snakemake(workdir, "results/detection/small/cnn3_kmax32_dct/metrics.csv")
+    output = swapped.stdout + swapped.stderr
+    assert swapped.returncode != 0
+    assert "cnn3_kmax32_dct.json: checkpoint is 'linear_dct.pt'" in output
+    assert not (results / "detection/small/cnn3_kmax32_dct/metrics.csv").exists()
 
 
 @pytest.mark.workflow

@@ -1,5 +1,7 @@
 """Rule detection_scores: score the clean and every triggered test set; metrics and ROC points."""
 
+from pathlib import Path
+
 import pandas as pd
 import torch
 
@@ -14,7 +16,15 @@ torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
 params = snakemake.params
 domain = snakemake.wildcards.domain
 model, meta = load_checkpoint(
-    snakemake.input.model, snakemake.input.meta, device=params.device, domain=domain
+    snakemake.input.model,
+    snakemake.input.meta,
+    device=params.device,
+    domain=domain,
+    expect={  # what the path says it is: a copied or renamed checkpoint is refused
+        "checkpoint": Path(snakemake.input.model).name,
+        "dataset": snakemake.wildcards.dataset,
+        "body": snakemake.wildcards.architecture,
+    },
 )
 transformed = domain == "dct"  # DCT detectors read the DCT cache directly
 triggered_paths = list(snakemake.input.triggered)

@@ -7,6 +7,8 @@ per-epoch figure. ``filtered``: the upgraded detector first scores the poisoned 
 every flagged image is dropped before training (Section 5.4, "eliminate poisoned samples").
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -49,7 +51,11 @@ if x_triggered.shape != x_test.shape:
 keep, filtering = None, None
 if params.filtered:
     detector, detector_meta = load_checkpoint(
-        snakemake.input.detector, snakemake.input.detector_meta, device=device, domain="dct"
+        snakemake.input.detector,
+        snakemake.input.detector_meta,
+        device=device,
+        domain="dct",
+        expect={"checkpoint": Path(snakemake.input.detector).name},
     )
     threshold = decision_threshold(
         detector_meta, params.target_fpr, params.threshold, snakemake.input.detector_meta

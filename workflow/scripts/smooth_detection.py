@@ -8,6 +8,8 @@ representative (the clean sample nearest the benign class's last-layer weights) 
 filtered trigger's mean distance to it, for every stage.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -48,7 +50,13 @@ rows = sample_indices(clean.shape[0], params.figure4_samples, params.seed)
 
 metrics, scores, distances, projection = [], {}, [], None
 for stage, (model_path, meta_path) in stages.items():
-    model, meta = load_checkpoint(model_path, meta_path, device=params.device, domain="dct")
+    model, meta = load_checkpoint(
+        model_path,
+        meta_path,
+        device=params.device,
+        domain="dct",
+        expect={"checkpoint": Path(model_path).name, "dataset": snakemake.wildcards.dataset},
+    )
     threshold = threshold_of(meta)
     clean_scores = detector_scores(model, clean, transformed=True)
     attack_scores = {a: detector_scores(model, x, transformed=True) for a, x in triggered.items()}

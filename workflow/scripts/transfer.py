@@ -5,6 +5,8 @@ each; both stages score only the test images outside that draw, so raw and tuned
 table are measured on the same images.
 """
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -26,7 +28,11 @@ torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
 params, wildcards = snakemake.params, snakemake.wildcards
 budget, repeat = int(wildcards.budget), int(wildcards.repeat)
 model, source_meta = load_checkpoint(
-    snakemake.input.model, snakemake.input.meta, device=params.device, domain="dct"
+    snakemake.input.model,
+    snakemake.input.meta,
+    device=params.device,
+    domain="dct",
+    expect={"checkpoint": Path(snakemake.input.model).name, "dataset": snakemake.wildcards.source},
 )
 clean = load_npy(snakemake.input.clean)
 triggered_paths = list(snakemake.input.triggered)

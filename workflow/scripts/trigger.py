@@ -4,6 +4,8 @@ Optimised triggers get the reference classifier and a seeded sample of training 
 ``trigger_source: official`` the authors' published 32x32 files replace the generated ones.
 """
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -49,7 +51,10 @@ else:
     context = TriggerContext(device=device, seed=params.seed)
     if "model" in snakemake.input.keys():
         context.model, model_meta = load_checkpoint(
-            snakemake.input.model, snakemake.input.model_meta, device=device
+            snakemake.input.model,
+            snakemake.input.model_meta,
+            device=device,
+            expect={"checkpoint": Path(snakemake.input.model).name},
         )
         log.info(
             "reference classifier: %s (test acc %s)",

@@ -6,6 +6,8 @@ rows, which neither training saw, calibrate the tuned detector's threshold for t
 false-positive rate as Table 1's.
 """
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -23,7 +25,11 @@ log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
 params, wildcards = snakemake.params, snakemake.wildcards
 model, source_meta = load_checkpoint(
-    snakemake.input.model, snakemake.input.meta, device=params.device, domain="dct"
+    snakemake.input.model,
+    snakemake.input.meta,
+    device=params.device,
+    domain="dct",
+    expect={"checkpoint": Path(snakemake.input.model).name, "dataset": wildcards.dataset},
 )
 training = source_meta["training"]
 x_train = load_npy(snakemake.input.x_train, mmap=False)
