@@ -1186,6 +1186,29 @@ def _load_lists(
 # --------------------------------------------------------------------------------------------
 
 
+def source_fingerprint(name: str, spec: dict) -> str | None:
+    """A content id of the files a dataset is read from outside ``raw_dir``, or None.
+
+    An ``imagefolder`` is read at prepare time from ``root``, which Snakemake does not track:
+    this hashes every image file's relative path, size and modification time (a stat, no
+    reads), so the workflow passes it as a parameter and rebuilds the dataset when files are
+    added, removed or edited. Other sources are pinned by the config itself (a ``url``
+    archive by its sha256) and give None; so does a missing root (the job names it).
+    """
+    if spec.get("source") != "imagefolder" or not spec.get("root"):
+        return None
+    root = Path(str(spec["root"])).expanduser()
+    if not root.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in image_files(root, recursive=True):
+        stat = path.stat()
+        digest.update(
+            f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+        )
+    return digest.hexdigest()
+
+
 def _imagefolder_root(name: str, spec: dict) -> Path:
     root = Path(_str_key(name, spec, "root")).expanduser()
     if not root.is_dir():

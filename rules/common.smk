@@ -1,6 +1,7 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
 import torch
 
+from freqbackdoor.datasets import source_fingerprint
 from freqbackdoor.detectors import DETECTORS
 from freqbackdoor.mna import check_mna_config
 from freqbackdoor.references import check_references

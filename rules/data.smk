@@ -45,6 +45,8 @@ rule prepared_dataset:
     params:
         spec=lambda wc: dataset_spec(wc.dataset),
         seed=config["seed"],
+        # an imagefolder's files (added, removed, edited) rebuild the dataset when they change
+        source_state=lambda wc: source_fingerprint(wc.dataset, dataset_spec(wc.dataset)),
         device="cpu",  # a DCT of the test set takes seconds on a CPU: no GPU slot for it
         chunk_size=config["dct"]["chunk_size"],
     script:

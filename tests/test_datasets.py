@@ -435,6 +435,26 @@ def _imagefolder(root: Path) -> Path:
     return root
 
 
+def test_imagefolder_fingerprint_changes_with_its_files(tmp_path):
+    root = tmp_path / "data"
+    for split, cls, i in [("train", "a", 0), ("train", "b", 0), ("test", "a", 0)]:
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        (root / split / cls / f"{i}.png").write_bytes(_png_bytes((10 * i, 0, 0)))
+    spec = {"source": "imagefolder", "size": 8, "root": str(root)}
+    first = D.source_fingerprint("f", spec)
+    assert len(first) == 64 and D.source_fingerprint("f", spec) == first
+    (root / "train" / "a" / "notes.txt").write_text("not an image: ignored")
+    assert D.source_fingerprint("f", spec) == first
+    (root / "train" / "a" / "1.png").write_bytes(_png_bytes((1, 2, 3)))  # added
+    added = D.source_fingerprint("f", spec)
+    edited_file = root / "train" / "b" / "0.png"
+    edited_file.write_bytes(_png_bytes((9, 9, 9), size=(11, 7)))  # edited
+    edited = D.source_fingerprint("f", spec)
+    (root / "train" / "a" / "1.png").unlink()  # removed
+    assert len({first, added, edited, D.source_fingerprint("f", spec)}) == 4
+    assert D.source_fingerprint("e", {"source": "embedded_photos"}) is None
+
+
 def test_imagefolder_converts_every_mode(tmp_path):
     root = _imagefolder(tmp_path / "data")
     spec = {"source": "imagefolder", "size": 12, "root": str(root)}

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from freqbackdoor.triggers import Trigger
 
@@ -328,3 +329,28 @@ def test_shipped_configs_dry_run_offline(tmp_path, name, workflow_copy):
     assert result.returncode == 0, result.stderr[-4000:]
     for dataset in shipped["datasets"]:
         assert f"results/figures/figure1/{dataset}.png" in result.stdout
+
+
+@pytest.mark.workflow
+def test_a_changed_imagefolder_rebuilds_its_dataset(tmp_path, workflow_copy):
+    """Files added to or edited in an imagefolder's root make prepared_dataset run again."""
+    root = tmp_path / "images"
+    for split in ("train", "test"):
+        for c, cls in enumerate(("cats", "dogs")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(3):
+                image = np.full((20, 20, 3), 40 * c + 10 * i, dtype=np.uint8)
+                Image.fromarray(image).save(root / split / cls / f"{i}.png")
+    config = json.loads(json.dumps(TINY))
+    config["datasets"]["folder"] = {"source": "imagefolder", "root": str(root), "size": 16, "attacks": ["badnets"]}  # fmt: skip
+    workdir = workflow_copy(tmp_path / "wf", config)
+    target = "results/data/folder/meta.json"
+    first = _snakemake(workdir, target)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Nothing to be done" in _snakemake(workdir, "-n", target).stdout
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "train" / "cats" / "new.png")
+    planned = _snakemake(workdir, "-n", target)
+    assert "prepared_dataset" in planned.stdout and "Params have changed" in planned.stdout
+    assert _snakemake(workdir, target).returncode == 0
+    meta = json.loads((workdir / target).read_text())
+    assert meta["counts"]["train"] == 7
