@@ -14,6 +14,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# a bad key or value: one line naming it (Snakemake's validate would print the whole schema)
+from freqbackdoor.references import check_schema
+
+check_schema(config, Path(workflow.basedir) / "config" / "schema.yaml")
 validate(config, "config/schema.yaml")
 
 

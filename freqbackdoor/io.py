@@ -93,6 +93,30 @@ def save_torch(path: str | os.PathLike, obj: Any) -> str:
         return sha256_file(tmp)
 
 
+def load_weights(
+    path: str | os.PathLike, map_location: Any = "cpu", what: str = "checkpoint"
+) -> Any:
+    """``torch.load(path, weights_only=True)``; a file torch refuses raises one ``DataError``.
+
+    The message names the file and what torch objected to, and never repeats torch's advice
+    to reload with ``weights_only=False``: for a file from elsewhere that would run its code.
+    """
+    import torch  # here, so that the rest of this module does not need torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for malformed or unsafe files
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "Unsupported" in line or "error:" in line), None)
+        detail = detail or (lines[0] if lines and "weights_only" not in lines[0] else "")
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        raise DataError(
+            f"cannot load {what} {path}: torch refused it as a plain weights file ({reason}). "
+            "Do not load it with weights_only=False unless you made it yourself: that runs "
+            "whatever code the file holds"
+        ) from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -49,7 +49,7 @@ from torch import nn
 from . import mntd  # noqa: F401  (registers MNTD's architecture in MODELS)
 from .dct import resolve_device
 from .errors import ConfigError, DataError
-from .io import read_json, save_torch
+from .io import load_weights, read_json, save_torch
 from .models import build_model
 from .training import (
     TrainSettings,
@@ -549,10 +549,7 @@ def load_model_group(
     """
     target = resolve_device(device)
     template = build_model(architecture, num_classes, input_size, **options)
-    try:
-        stacked = torch.load(path, map_location=target, weights_only=True)
-    except Exception as exc:  # torch raises several types for malformed or unsafe files
-        raise DataError(f"cannot load model group {path}: {exc}") from exc
+    stacked = load_weights(path, map_location=target, what="model group")
     if not isinstance(stacked, dict) or not all(
         isinstance(v, torch.Tensor) for v in stacked.values()
     ):

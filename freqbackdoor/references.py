@@ -6,17 +6,38 @@ dataset with training images, or that an attack is a registered trigger. Left un
 slip surfaced as a bare ``KeyError`` from the rules, a ``MissingInputException``, or a job failing
 minutes later with an error naming neither the key nor the value. :func:`check_references` walks
 every reference from one block to a dataset, trigger or detector architecture and raises one
-``ConfigError`` naming the key path and the value, with what is defined.
+``ConfigError`` naming the key path and the value, with what is defined; :func:`check_schema`
+reports a schema violation the same way, in one line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .detectors import DETECTORS
 from .errors import ConfigError
 from .triggers import trigger_builder
+
+
+def check_schema(config: Mapping[str, Any], schema_path: str | Path) -> None:
+    """Validate ``config`` against the JSON schema at ``schema_path``; one ``ConfigError``.
+
+    Snakemake's own ``validate`` prints the whole schema and config (thousands of lines) after
+    the one useful line; this names the key path and what is wrong with it, nothing more. Run
+    it first; Snakemake's ``validate`` (which also fills in defaults) then passes.
+    """
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
+    if error is None:
+        return
+    where = ".".join(str(p) for p in error.absolute_path) or "the config's top level"
+    raise ConfigError(f"{where}: {error.message} (config/schema.yaml describes every key)")
 
 
 def _is_test_only(spec: Mapping[str, Any]) -> bool:

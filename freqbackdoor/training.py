@@ -32,7 +32,7 @@ from torch import nn
 
 from .dct import resolve_device
 from .errors import ConfigError, DataError
-from .io import read_json, save_torch, sha256_file, write_json
+from .io import load_weights, read_json, save_torch, sha256_file, write_json
 from .models import build_model, count_parameters
 
 _log = logging.getLogger(__name__)
@@ -698,10 +698,7 @@ def load_checkpoint(
             f"{path}: sha256 {digest} differs from {meta['sha256']} recorded in {sidecar_path} "
             "(the checkpoint was changed or the sidecar belongs to another file)"
         )
-    try:
-        state = torch.load(path, map_location=target, weights_only=True)
-    except Exception as exc:  # torch raises several types for malformed or unsafe files
-        raise DataError(f"cannot load checkpoint {path}: {exc}") from exc
+    state = load_weights(path, map_location=target)
     if not isinstance(state, dict):
         raise DataError(f"{path}: expected a state dict, found {type(state).__name__}")
     expected = model.state_dict()

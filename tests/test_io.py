@@ -24,3 +24,49 @@ def test_failed_block_leaves_nothing(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("stop")
     assert os.listdir(tmp_path) == []
+
+
+class _Payload:
+    """A class a weights-only load must refuse (pickled code stands in for it)."""
+
+
+def test_a_file_torch_refuses_gives_one_error_without_its_unsafe_advice(tmp_path):
+    import torch
+
+    from freqbackdoor.errors import DataError
+    from freqbackdoor.io import load_weights
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": _Payload()}, path)
+    with pytest.raises(DataError) as info:
+        load_weights(path)
+    message = str(info.value)
+    assert str(path) in message and "Unsupported global" in message
+    assert "In PyTorch 2.6" not in message and "two options" not in message
+    assert "Do not load it with weights_only=False" in message
+    (tmp_path / "junk.pt").write_bytes(b"not a zip archive")
+    with pytest.raises(DataError, match="junk.pt: torch refused it"):
+        load_weights(tmp_path / "junk.pt", what="model group")
+
+
+def test_a_bad_input_error_is_one_line_on_stderr_and_a_traceback_in_the_log(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "job.log"
+    code = (
+        "from freqbackdoor.logs import setup_logging\n"
+        f"setup_logging({str(log)!r})\n"
+        "from freqbackdoor.errors import ChecksumError\n"
+        "raise ChecksumError('data.zip: sha256 abc differs from def')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "ChecksumError: data.zip: sha256 abc differs from def"
+    assert "Traceback" in log.read_text() and "data.zip" in log.read_text()
+    bug = subprocess.run(
+        [sys.executable, "-c", code.replace("ChecksumError('", "KeyError('")],
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" in bug.stderr  # a bug keeps its traceback

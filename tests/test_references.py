@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from freqbackdoor.errors import ConfigError
-from freqbackdoor.references import check_references
+from freqbackdoor.references import check_references, check_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -79,3 +79,14 @@ def test_workflow_stops_before_any_job_naming_the_key(tmp_path, workflow_copy):
     assert result.returncode != 0
     assert "detection.datasets[1]: no dataset 'nosuch'; defined: " in output
     assert "KeyError" not in output
+
+
+def test_schema_violations_are_one_line_naming_the_key_path():
+    schema = ROOT / "config" / "schema.yaml"
+    check_schema(DEMO, schema)
+    with pytest.raises(ConfigError, match=r"^detector\.epochs: -1 is less than the minimum of 1"):
+        check_schema(_with("detector.epochs", -1), schema)
+    config = copy.deepcopy(DEMO)
+    config["detecton"] = {}
+    with pytest.raises(ConfigError, match="top level: Additional properties .*'detecton'"):
+        check_schema(config, schema)
