@@ -208,25 +208,38 @@ def load_images(
     """Read many image files into one uint8 ``N x size x size x 3`` array, with a progress bar.
 
     Decoding runs in a few threads (PIL releases the GIL while decoding and resizing); the
-    order of ``paths`` is kept. The first unreadable file stops the load with a
-    :class:`DataError` naming it (and ``dataset`` when given).
+    order of ``paths`` is kept. Every file is tried: one :class:`DataError` then lists all the
+    unreadable ones (and ``dataset`` when given), so a folder is fixed in one round, not one
+    file per run.
     """
     _check_resize(resize, dataset or "load_images")
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     if not paths:
         return out
-    pool = ThreadPoolExecutor(max_workers=_workers())
-    try:
-        results = pool.map(lambda p: load_image(p, size, resize), paths)
+
+    def read(path: str | Path) -> np.ndarray | DataError:
+        try:
+            return load_image(path, size, resize)
+        except DataError as exc:
+            return exc
+
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        results = pool.map(read, paths)
         for i, image in enumerate(progress(results, desc=desc, total=len(paths))):
-            out[i] = image
-    except DataError as exc:
-        if dataset is None:
-            raise
-        raise DataError(f"dataset {dataset!r}: {exc}") from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(image, DataError):
+                failed.append(str(image))
+            else:
+                out[i] = image
+    if failed:
+        shown = "; ".join(failed[:_ERRORS_SHOWN])
+        more = f"; and {len(failed) - _ERRORS_SHOWN} more" if len(failed) > _ERRORS_SHOWN else ""
+        prefix = f"dataset {dataset!r}: " if dataset is not None else ""
+        raise DataError(f"{prefix}{len(failed)} of {len(paths)} images unreadable: {shown}{more}")
     return out
+
+
+_ERRORS_SHOWN = 20  # unreadable files named in one error; the count says how many more
 
 
 # --------------------------------------------------------------------------------------------
@@ -1164,15 +1177,22 @@ def _load_lists(
     """Load (path, label) lists per split after applying ``max_train``/``max_test`` caps."""
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     files: dict[str, list[str]] = {}
+    unreadable: list[str] = []  # both splits are read before any error: all bad files at once
     for split in SPLITS:
         items = lists[split]
         keep = ctx.cap_indices(split, len(items))
         items = [items[i] for i in keep]
         paths = [p for p, _ in items]
-        x = load_images(paths, ctx.size, resize, desc=f"{ctx.name} {split}", dataset=ctx.name)
+        try:
+            x = load_images(paths, ctx.size, resize, desc=f"{ctx.name} {split}", dataset=ctx.name)
+        except DataError as exc:
+            unreadable.append(f"{split}: {exc}")
+            continue
         y = np.asarray([label for _, label in items], dtype=np.int64)
         arrays[split] = (x, y)
         files[split] = [p.relative_to(root).as_posix() for p in paths]
+    if unreadable:
+        raise DataError("; ".join(unreadable))
     return _Built(
         *arrays["train"],
         *arrays["test"],

@@ -505,6 +505,21 @@ def test_corrupt_image_names_the_file_and_leaves_no_output(tmp_path):
     assert _leftovers(out) == []
 
 
+def test_every_unreadable_image_of_a_folder_is_named_in_one_error(tmp_path):
+    root = _imagefolder(tmp_path / "data")
+    bad = [root / "train" / "dog" / "broken.png", root / "train" / "cat" / "empty.jpg"]
+    bad.append(root / "test" / "dog" / "cut.bmp")
+    for path in bad:
+        path.write_bytes(b"\x00not an image")
+    spec = {"source": "imagefolder", "size": 8, "root": str(root)}
+    with pytest.raises(DataError) as err:
+        D.prepare("mine", spec, tmp_path, tmp_path / "o", seed=0)
+    message = str(err.value)
+    assert "train: dataset 'mine': 2 of 8 images unreadable" in message
+    assert "test: dataset 'mine': 1 of 2 images unreadable" in message
+    assert all(str(p) in message for p in bad)
+
+
 def test_truncated_image_is_a_data_error(tmp_path):
     path = tmp_path / "cut.png"
     path.write_bytes(_png_bytes((1, 2, 3), size=(64, 64))[:60])
