@@ -113,7 +113,7 @@ def _cmd_screen(args: argparse.Namespace) -> int:
             if args.detector
             else pipeline_detector(args.results, args.dataset, args.upgraded)
         )
-        model, meta = load_detector(checkpoint, device=args.device)
+        model, meta = load_detector(checkpoint, device=args.device, dataset=args.dataset)
         threshold, source = choose_threshold(meta, args.threshold)
         table = screen_path(model, args.input, threshold, args.resize, progress=progress)
     except DataError as exc:

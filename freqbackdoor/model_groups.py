@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,6 +58,7 @@ from .training import (
     _model_device,
     _precision,
     _to_device_uint8,
+    check_identity,
     check_state_keys,
     make_optimizer,
 )
@@ -577,12 +579,18 @@ def load_model_group(
 
 
 def load_model_group_with_sidecar(
-    path: str | os.PathLike, sidecar_path: str | os.PathLike, device: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    sidecar_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    expect: Mapping[str, Any] | None = None,
 ) -> tuple[list[nn.Module], dict[str, Any]]:
     """:func:`load_model_group` with the architecture, classes, input size, options and count
     read from the group's JSON sidecar (``architecture``, ``num_classes``, ``size``,
-    ``options``, one ``models`` entry per model); returns the models and the sidecar."""
+    ``options``, one ``models`` entry per model); returns the models and the sidecar.
+    ``expect``: sidecar fields the path implies (dataset, role, kind, group), checked by
+    :func:`freqbackdoor.training.check_identity`, so a group copied over another is refused."""
     meta = read_json(sidecar_path)
+    check_identity(meta if isinstance(meta, dict) else {}, expect or {}, sidecar_path)
     try:
         spec = (meta["architecture"], int(meta["num_classes"]), int(meta["size"]))
         count, options = len(meta["models"]), dict(meta.get("options", {}))

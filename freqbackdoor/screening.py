@@ -95,10 +95,14 @@ def pipeline_detector(results: str | os.PathLike, dataset: str, upgraded: bool =
     )
 
 
-def load_detector(path: str | os.PathLike, device: str = "auto") -> tuple[Detector, dict[str, Any]]:
+def load_detector(
+    path: str | os.PathLike, device: str = "auto", dataset: str | None = None
+) -> tuple[Detector, dict[str, Any]]:
     """A detector checkpoint (``.pt``) and its sidecar (the ``.json`` beside it), verified.
 
-    A checkpoint of another kind of model (a classifier, say) raises ``DataError`` naming it.
+    A checkpoint of another kind of model (a classifier, say) raises ``DataError`` naming it;
+    so does one whose sidecar describes another file (a checkpoint copied over this one), or,
+    with ``dataset``, one trained on another dataset.
     """
     path = Path(path)
     if path.suffix == ".json":
@@ -107,7 +111,8 @@ def load_detector(path: str | os.PathLike, device: str = "auto") -> tuple[Detect
     for file in (path, sidecar):
         if not file.is_file():
             raise DataError(f"{file}: no such file (a detector is a .pt with its .json sidecar)")
-    model, meta = load_checkpoint(path, sidecar, device=device, domain=None)
+    expect = {"checkpoint": path.name, **({"dataset": dataset} if dataset else {})}
+    model, meta = load_checkpoint(path, sidecar, device=device, domain=None, expect=expect)
     if not isinstance(model, Detector):
         raise DataError(
             f"{path}: a {meta['architecture']!r} checkpoint, not a detector (architecture 'detector')"

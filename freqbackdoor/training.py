@@ -645,8 +645,8 @@ def check_identity(
         if actual != wanted:
             raise DataError(
                 f"{sidecar_path}: {field} is {actual!r} but this path and the config expect "
-                f"{wanted!r}; the checkpoint was copied or renamed from another one (delete "
-                "it and its sidecar, and rerun to retrain it)"
+                f"{wanted!r}: copied or renamed from another checkpoint? (the pipeline retrains "
+                "one whose .pt and .json are deleted)"
             )
 
 

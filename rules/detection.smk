@@ -53,6 +53,7 @@ rule detection_scores:
         gpu=gpu_count(),
     params:
         attacks=lambda wc: attacks_of(wc.dataset),
+        settings=lambda wc: detector_settings(wc.dataset, wc.architecture),
         threshold=config["detection"]["threshold"],
         target_fpr=config["detection"]["target_fpr"],
         bootstrap=config["detection"]["bootstrap"],

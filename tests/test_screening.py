@@ -167,3 +167,15 @@ def test_an_unwritable_output_is_a_usage_error_before_any_scoring(detector, fold
         err = capsys.readouterr().err
         assert code == 2 and f"cannot write -o {output}" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_a_detector_copied_under_another_name_is_refused(detector, folder, tmp_path, capsys):
+    results, path = detector
+    copy = tmp_path / "renamed.pt"
+    copy.write_bytes(path.read_bytes())
+    copy.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    code = main(["screen", str(folder), "--detector", str(copy), "-o", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "renamed.json: checkpoint is 'cnn3_kmax32_dct.pt'" in err
+    with pytest.raises(DataError, match="dataset is 'toy' but .* expect 'other'"):
+        load_detector(path, dataset="other")

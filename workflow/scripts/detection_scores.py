@@ -1,11 +1,12 @@
 """Rule detection_scores: score the clean and every triggered test set; metrics and ROC points."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from freqbackdoor.detection import detector_scores, evaluate_attacks
+from freqbackdoor.detection import DetectorSettings, detector_scores, evaluate_attacks
 from freqbackdoor.io import atomic_path, load_npy, save_npz
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import decision_threshold, roc_points
@@ -20,10 +21,11 @@ model, meta = load_checkpoint(
     snakemake.input.meta,
     device=params.device,
     domain=domain,
-    expect={  # what the path says it is: a copied or renamed checkpoint is refused
+    expect={  # what the path and config say it is: a copied or stale checkpoint is refused
         "checkpoint": Path(snakemake.input.model).name,
         "dataset": snakemake.wildcards.dataset,
         "body": snakemake.wildcards.architecture,
+        "training": json.loads(json.dumps(DetectorSettings.from_config(params.settings).as_dict())),
     },
 )
 transformed = domain == "dct"  # DCT detectors read the DCT cache directly

@@ -12,6 +12,7 @@ file, every score to the scores file.
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,18 @@ def load(models_paths, meta_paths):
     """Every model of the groups, with its sidecar record (kind, index, trojaned)."""
     models, records = [], []
     for model_path, meta_path in zip(models_paths, meta_paths, strict=True):
-        group, meta = load_model_group_with_sidecar(model_path, meta_path, device)
+        role, stem = (
+            Path(model_path).parent.name,
+            Path(model_path).stem,
+        )  # .../{role}/{kind}_{group}
+        kind, group_index = stem.rsplit("_", 1)
+        expect = {
+            "dataset": snakemake.wildcards.dataset,
+            "role": role,
+            "kind": kind,
+            "group": int(group_index),
+        }
+        group, meta = load_model_group_with_sidecar(model_path, meta_path, device, expect)
         models += group
         records += [{"kind": meta["kind"], **m} for m in meta["models"]]
     return models, records, meta
