@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -356,3 +357,24 @@ def test_a_changed_imagefolder_rebuilds_its_dataset(tmp_path, workflow_copy):
     assert _snakemake(workdir, target).returncode == 0
     meta = json.loads((workdir / target).read_text())
     assert meta["counts"]["train"] == 7
+
+
+@pytest.mark.workflow
+def test_a_bad_input_in_a_job_is_one_message_and_the_traceback_stays_in_its_log(
+    tmp_path, workflow_copy
+):
+    """A checksum mismatch (a user's error, not a bug): said once, no traceback on screen."""
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("faces/a/0.png", b"not checked: the checksum fails first")
+    config = json.loads(json.dumps(TINY))
+    config["datasets"]["faces"] = {"source": "url", "url": archive.as_uri(), "sha256": "0" * 64, "size": 16, "layout": "class_folders", "attacks": ["badnets"]}  # fmt: skip
+    workdir = workflow_copy(tmp_path / "wf", config)
+    result = _snakemake(workdir, "resources/raw/faces")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert output.count("ChecksumError: dataset 'faces'") == 1, output[-3000:]
+    assert "Traceback" not in output
+    log = (workdir / "logs/raw_dataset/faces.log").read_text()
+    assert "Traceback" in log and "ChecksumError" in log
+    assert not (workdir / "resources/raw/faces").exists()
