@@ -32,17 +32,19 @@ def _log_uncaught(exc_type, exc, tb) -> None:
     """Write an uncaught exception to the log, so a failed job's log says why.
 
     A :class:`~freqbackdoor.errors.FreqBackdoorError` is a user's bad input (a file, key or
-    value it names): stderr gets that one message, the traceback stays in the log. Anything
+    value it names), a ``PermissionError`` a path the user cannot write or read: stderr gets
+    that one message, the traceback stays in the log. Anything
     else is a bug and keeps Python's full traceback on stderr too.
     """
     from .errors import FreqBackdoorError
 
     log = logging.getLogger("freqbackdoor")
-    if issubclass(exc_type, FreqBackdoorError) and _stream is sys.stderr:
+    users = (FreqBackdoorError, PermissionError)  # a bad input, or a folder the user cannot write
+    if issubclass(exc_type, users) and _stream is sys.stderr:
         log.error("%s: %s", exc_type.__name__, exc)  # no log file: the one line, once
         return
     log.error("failed: %s", exc, exc_info=(exc_type, exc, tb))
-    if issubclass(exc_type, FreqBackdoorError):
+    if issubclass(exc_type, users):
         print(f"{exc_type.__name__}: {exc}", file=sys.stderr)
         return
     sys.__excepthook__(exc_type, exc, tb)

@@ -70,3 +70,9 @@ def test_a_bad_input_error_is_one_line_on_stderr_and_a_traceback_in_the_log(tmp_
         text=True,
     )
     assert "Traceback" in bug.stderr  # a bug keeps its traceback
+    denied = subprocess.run(
+        [sys.executable, "-c", code.replace("ChecksumError('data.zip: sha256 abc differs from def')", "PermissionError(13, 'Permission denied', 'results/x')")],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert denied.stderr.strip() == "PermissionError: [Errno 13] Permission denied: 'results/x'"

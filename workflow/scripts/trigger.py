@@ -54,7 +54,10 @@ else:
             snakemake.input.model,
             snakemake.input.model_meta,
             device=device,
-            expect={"checkpoint": Path(snakemake.input.model).name},
+            expect={
+                "checkpoint": Path(snakemake.input.model).name,
+                "dataset": params.model_dataset,
+            },
         )
         log.info(
             "reference classifier: %s (test acc %s)",
