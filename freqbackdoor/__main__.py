@@ -33,6 +33,11 @@ SCREEN_EXAMPLES = """examples:
       its Section-5.4 upgrade, which also catches smooth triggers (results/smooth/photos32/)
   freqbackdoor screen x.npy --detector results/detectors/digits32/cnn6_kmax128_dct.pt -o s.csv
       any detector checkpoint (.pt with its .json sidecar beside it)
+  freqbackdoor screen photos/ --detector authors-cifar10 -o scores.csv
+      the authors' published CIFAR-10 detector (authors-cifar10-tuned: after their smooth-
+      trigger upgrade), converted from their Keras file: a copy in --authors-models, else in
+      $FREQBACKDOOR_AUTHORS_MODELS, else resources/raw/authors_models, else downloaded there
+      and checked by sha256
 
 Writes the CSV (file, score, flagged, error) and a JSON summary beside it (NAME.summary.json),
 and prints the summary. Every path named like an image gets a row: one that cannot be read (a
@@ -90,7 +95,9 @@ def _cmd_screen(args: argparse.Namespace) -> int:
     from .io import atomic_path, write_json
     from .logs import progress, setup_logging
     from .screening import (
+        authors_detector,
         choose_threshold,
+        is_authors_detector,
         load_detector,
         pipeline_detector,
         screen_path,
@@ -108,12 +115,20 @@ def _cmd_screen(args: argparse.Namespace) -> int:
         print(f"freqbackdoor screen: cannot write -o {output}: {unwritable}", file=sys.stderr)
         return 2
     try:
-        checkpoint = (
-            Path(args.detector)
-            if args.detector
-            else pipeline_detector(args.results, args.dataset, args.upgraded)
-        )
-        model, meta = load_detector(checkpoint, device=args.device, dataset=args.dataset)
+        if (
+            args.detector
+            and is_authors_detector(args.detector)
+            and not Path(args.detector).exists()
+        ):
+            model, meta = authors_detector(args.detector, args.authors_models, device=args.device)
+            checkpoint = args.detector
+        else:
+            checkpoint = (
+                Path(args.detector)
+                if args.detector
+                else pipeline_detector(args.results, args.dataset, args.upgraded)
+            )
+            model, meta = load_detector(checkpoint, device=args.device, dataset=args.dataset)
         threshold, source = choose_threshold(meta, args.threshold)
         table = screen_path(model, args.input, threshold, args.resize, progress=progress)
     except DataError as exc:
@@ -209,13 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     screen.add_argument("input", help="a folder of images (searched recursively) or a uint8 .npy")
     which = screen.add_mutually_exclusive_group(required=True)
-    which.add_argument("--detector", help="a detector checkpoint .pt (its .json beside it)")
+    which.add_argument(
+        "--detector",
+        help="a detector checkpoint .pt (its .json beside it), or authors-cifar10 / "
+        "authors-cifar10-tuned: the authors' published detectors",
+    )
     which.add_argument("--dataset", help="use the pipeline's detector of this dataset")
     screen.add_argument(
         "--upgraded", action="store_true", help="with --dataset: the smooth-trigger upgrade"
     )
     screen.add_argument(
         "--results", default="results", help="the pipeline's results folder (default: results)"
+    )
+    screen.add_argument(
+        "--authors-models",
+        help="folder of the authors' Keras files (default: $FREQBACKDOOR_AUTHORS_MODELS, else "
+        "resources/raw/authors_models; a missing file is downloaded there)",
     )
     screen.add_argument(
         "--threshold",

@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ChecksumError, DataError, DownloadError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: the permissions a plain open() would give new files
@@ -138,6 +140,32 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: fh.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def download_verified(url: str, path: str | os.PathLike, expected: str) -> None:
+    """Download ``url`` to ``path`` atomically, keeping it only if its sha256 is ``expected``.
+
+    ``urllib`` reads ``file://`` URLs too (a local mirror). A failed download raises
+    ``DownloadError`` and a wrong digest ``ChecksumError``, each saying where a copy verified by
+    hand can be placed to work offline; nothing is left at ``path``. The content is never run.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as fh:
+                while chunk := response.read(1 << 16):
+                    fh.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DownloadError(
+                f"cannot download {url}: {exc}; to work offline, place a copy whose sha256 is "
+                f"{expected} at {path}"
+            ) from exc
+        actual = sha256_file(tmp)
+        if actual != expected:
+            raise ChecksumError(
+                f"{url}: sha256 mismatch: expected {expected}, got {actual}; download the file "
+                f"yourself, check that its sha256 is {expected} and place it at {path}"
+            )
 
 
 def sha256_array(array: np.ndarray) -> str:

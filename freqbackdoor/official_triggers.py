@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,8 +39,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .errors import ChecksumError, ConfigError, DataError, DownloadError
-from .io import atomic_path, sha256_file
+from .errors import ChecksumError, ConfigError, DataError
+from .io import download_verified, sha256_file
 from .triggers import Trigger, build_trigger
 
 log = logging.getLogger(__name__)
@@ -177,30 +175,11 @@ def fetch_official(
             log.warning(
                 "cached %s has sha256 %s, not %s: fetching it again", path, actual, expected
             )
-        _download_verified(official_url(file_name, base_url), path, expected)
+        url = official_url(file_name, base_url)
+        log.info("downloading %s", url)
+        download_verified(url, path, expected)
         paths.append(path)
     return paths
-
-
-def _download_verified(url: str, path: Path, expected: str) -> None:
-    """Download ``url`` to ``path`` atomically, only if its sha256 is ``expected``."""
-    log.info("downloading %s", url)
-    with atomic_path(path) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as fh:
-                while chunk := response.read(1 << 16):
-                    fh.write(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise DownloadError(
-                f"cannot download {url}: {exc}; to work offline, place a copy whose sha256 is "
-                f"{expected} at {path}"
-            ) from exc
-        actual = sha256_file(tmp)
-        if actual != expected:
-            raise ChecksumError(
-                f"{url}: sha256 mismatch: expected {expected}, got {actual}; download the file "
-                f"yourself, check that its sha256 is {expected} and place it at {path}"
-            )
 
 
 def official_trigger(

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .authors_models import (
+    AUTHORS_DETECTORS,
+    AUTHORS_MODELS,
+    authors_meta,
+    authors_model_file,
+    verified_conversion,
+)
 from .datasets import IMAGE_EXTENSIONS, image_files, load_image
+from .dct import resolve_device
 from .detection import Detector, detector_scores, resize_images
 from .errors import DataError
 from .io import load_npy
@@ -25,6 +33,8 @@ from .training import load_checkpoint
 
 COLUMNS = ["file", "score", "flagged", "error"]
 DEFAULT_THRESHOLD = 0.5  # the paper's fixed threshold, used when no calibration is recorded
+AUTHORS_FOLDER_ENV = "FREQBACKDOOR_AUTHORS_MODELS"
+DEFAULT_AUTHORS_FOLDER = "resources/raw/authors_models"  # the pipeline's, with its default raw_dir
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
@@ -120,9 +130,44 @@ def load_detector(
     return model, meta
 
 
+def is_authors_detector(name: str) -> bool:
+    """Whether ``--detector name`` means one of the authors' published detectors."""
+    return name.replace("-", "_") in AUTHORS_DETECTORS
+
+
+def authors_detector(
+    name: str, folder: str | os.PathLike | None = None, download: bool = True, device: str = "auto"
+) -> tuple[Detector, dict[str, Any]]:
+    """One of the authors' published detectors, converted from their Keras file, and its sidecar.
+
+    The file is looked for in ``folder``, else the folder named by ``FREQBACKDOOR_AUTHORS_MODELS``,
+    else the pipeline's ``resources/raw/authors_models``; where it is not there it is downloaded
+    into that folder (``download``) and accepted only with the published sha256. The detector
+    reads raw DCT coefficients (no standardisation), as the authors fed it.
+    """
+    key = name.replace("-", "_")
+    if key not in AUTHORS_DETECTORS:
+        known = ", ".join(AUTHORS_MODELS[n].cli_name for n in AUTHORS_DETECTORS)
+        raise DataError(f"{name!r} is not one of the authors' detectors ({known})")
+    folder = folder or os.environ.get(AUTHORS_FOLDER_ENV) or DEFAULT_AUTHORS_FOLDER
+    model = verified_conversion(key, authors_model_file(key, folder, download=download))
+    model = model.to(resolve_device(device)).eval()
+    meta = {
+        **authors_meta(key),
+        "architecture": model.architecture,
+        "num_classes": 2,
+        "input_size": model.input_size,
+        "model_options": model.options,
+        "domain": model.domain,
+        "checkpoint": AUTHORS_MODELS[key].file,
+    }
+    return model, meta
+
+
 def choose_threshold(meta: dict[str, Any], threshold: float | None) -> tuple[float, str]:
     """The threshold to flag at and where it came from: the caller's, else the calibrated one
-    recorded in the sidecar (held-out clean images at the configured FPR), else 0.5."""
+    recorded in the sidecar (held-out clean images at the configured FPR), else the one the
+    sidecar records as its authors' (the published detectors), else 0.5."""
     if threshold is not None:
         if not 0.0 <= threshold <= 1.0:
             raise DataError(f"threshold {threshold} is not a probability in [0, 1]")
@@ -131,6 +176,8 @@ def choose_threshold(meta: dict[str, Any], threshold: float | None) -> tuple[flo
     if calibrated is not None:
         fpr = meta["calibration"].get("target_fpr")
         return float(calibrated), f"calibrated (clean FPR {fpr})"
+    if meta.get("threshold") is not None:
+        return float(meta["threshold"]), "the authors': the larger softmax output"
     return DEFAULT_THRESHOLD, "default (the paper's 0.5)"
 
 
