@@ -43,6 +43,7 @@ wildcard_constraints:
 
 
 include: "rules/data.smk"
+include: "rules/authors.smk"
 include: "rules/triggers.smk"
 include: "rules/frequency.smk"
 include: "rules/detection.smk"
@@ -56,6 +57,7 @@ include: "rules/report.smk"
 # compute nodes often lack.
 localrules:
     raw_dataset,
+    authors_model,
 
 
 rule all:

@@ -430,3 +430,51 @@ def import_authors_model(
     its sidecar (:func:`authors_meta`); returns the sidecar."""
     model = verified_conversion(name, source)
     return save_checkpoint(model, checkpoint, sidecar, authors_meta(name))
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+USES = ("none", "placed", "fetch")
+DEFAULT_SETTINGS: dict[str, Any] = {"use": "none", "base_url": None, "reference_classifier": []}
+
+
+def pipeline_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's ``authors_models`` block with its defaults (the block may be absent)."""
+    return {**DEFAULT_SETTINGS, **(config.get("authors_models") or {})}
+
+
+def models_in_use(config: dict[str, Any], raw_dir: str | os.PathLike) -> list[str]:
+    """The published models a run converts, in :data:`AUTHORS_MODELS` order.
+
+    ``use: none``: none; ``placed``: those whose file is in ``raw_dir/authors_models`` (its
+    sha256 is checked by the job that converts it); ``fetch``: all three (missing files are
+    downloaded). With ``reference_classifier`` set, the classifier must be among them, and
+    each dataset named there must exist and be 32 px; otherwise ``ConfigError`` names the key.
+    """
+    settings = pipeline_settings(config)
+    use = settings["use"]
+    if use not in USES:
+        raise ConfigError(f"authors_models.use must be one of {', '.join(USES)}, got {use!r}")
+    folder = Path(raw_dir) / FOLDER
+    if use == "none":
+        names: list[str] = []
+    elif use == "placed":
+        names = [n for n, m in AUTHORS_MODELS.items() if (folder / m.file).is_file()]
+    else:
+        names = list(AUTHORS_MODELS)
+    datasets = config.get("datasets", {})
+    for dataset in settings["reference_classifier"]:
+        key = f"authors_models.reference_classifier: {dataset!r}"
+        if dataset not in datasets:
+            raise ConfigError(f"{key} is not a configured dataset ({', '.join(datasets)})")
+        if datasets[dataset].get("size") != INPUT_SIZE:
+            raise ConfigError(f"{key}: the authors' classifier takes 32 px images")
+        if "authors_cifar10_classifier" not in names:
+            spec = AUTHORS_MODELS["authors_cifar10_classifier"]
+            raise ConfigError(
+                f"{key} needs the authors' classifier: set authors_models.use to fetch, or "
+                f"place {spec.file} (sha256 {spec.sha256}) in {folder}"
+                if use != "none"
+                else f"{key} needs authors_models.use: placed or fetch"
+            )
+    return names

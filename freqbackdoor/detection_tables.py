@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from .figures import display_name
+from .metrics import paired_difference
 
 PERCENT_COLUMNS = ("acc", "bdr", "fpr")
 
@@ -25,18 +28,25 @@ def _interval(value: float, low: float, high: float, digits: int = 2) -> str:
 
 
 def table1_frame(
-    metrics: Mapping[tuple[str, str], pd.DataFrame], datasets: Sequence[str]
+    metrics: Mapping[tuple[str, str], pd.DataFrame],
+    datasets: Sequence[str],
+    authors: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Table 1 as one row per (dataset, attack): frequency-domain and image-domain metrics.
 
     ``metrics[(dataset, domain)]`` holds a detector's per-attack metrics; ``domain`` is ``dct``
-    or ``pixel`` (the starred columns). Rates are in percent; AUC and F1 stay in [0, 1].
+    or ``pixel`` (the starred columns). ``authors[dataset]``, where given, holds the authors'
+    published detector's metrics on the same test sets (``*_authors`` columns). Rates are in
+    percent; AUC and F1 stay in [0, 1].
     """
     rows = []
+    authors = authors or {}
     for dataset in datasets:
         dct = metrics[(dataset, "dct")].set_index("attack")
         pixel = metrics.get((dataset, "pixel"))
         pixel = pixel.set_index("attack") if pixel is not None else None
+        published = authors.get(dataset)
+        published = published.set_index("attack") if published is not None else None
         for attack, m in dct.iterrows():
             row = {
                 "dataset": dataset,
@@ -59,6 +69,15 @@ def table1_frame(
                     row[f"{key}_star_low"] = 100 * p[f"{key}_low"]
                     row[f"{key}_star_high"] = 100 * p[f"{key}_high"]
                 row["auc_star"] = p["auc"]
+            if published is not None and attack in published.index:
+                a = published.loc[attack]
+                for key in ("acc", "bdr", "fpr"):
+                    row[f"{key}_authors"] = 100 * a[key]
+                    row[f"{key}_authors_low"] = 100 * a[f"{key}_low"]
+                    row[f"{key}_authors_high"] = 100 * a[f"{key}_high"]
+                row["auc_authors"] = a["auc"]
+                row["auc_authors_low"] = a["auc_low"]
+                row["auc_authors_high"] = a["auc_high"]
             rows.append(row)
     return pd.DataFrame.from_records(rows)
 
@@ -81,7 +100,14 @@ def table1_markdown(frame: pd.DataFrame, target_fpr: float | None = None) -> str
         + "ACC: accuracy on the clean test images plus the "
         "same images with the trigger; BDR: share of triggered images flagged; FPR: share of "
         "clean images flagged; in percent with 95% Wilson intervals. F1 and AUC with 95% "
-        "bootstrap intervals. Starred columns: the same architecture trained on pixels.",
+        "bootstrap intervals. Starred columns: the same architecture trained on pixels."
+        + (
+            " Columns marked (authors'): the authors' published CIFAR-10 cnn6 detector on the "
+            "same test images, fed raw DCT coefficients and flagging at 0.5 as they did "
+            "(results/tables/authors_detectors.md compares it with ours)."
+            if "bdr_authors" in frame.columns
+            else ""
+        ),
     ]
     for dataset, group in frame.groupby("dataset", sort=False):
         body = pd.DataFrame(
@@ -100,6 +126,13 @@ def table1_markdown(frame: pd.DataFrame, target_fpr: float | None = None) -> str
             body["ACC*"] = group["acc_star"].map("{:.2f}".format).values
             body["BDR*"] = group["bdr_star"].map("{:.2f}".format).values
             body["AUC*"] = group["auc_star"].map("{:.3f}".format).values
+        authors = "bdr_authors" in group.columns and group["bdr_authors"].notna().any()
+        if authors:
+            body["BDR (authors')"] = [
+                _interval(*r)
+                for r in group[["bdr_authors", "bdr_authors_low", "bdr_authors_high"]].values
+            ]
+            body["AUC (authors')"] = group["auc_authors"].map("{:.3f}".format).values
         n = int(group.n_clean.iloc[0])
         parts += [
             "",
@@ -111,7 +144,13 @@ def table1_markdown(frame: pd.DataFrame, target_fpr: float | None = None) -> str
         parts += [
             "",
             f"Mean BDR {group.bdr.mean():.2f}%, mean ACC {group.acc.mean():.2f}%, "
-            f"FPR on clean images {group.fpr.iloc[0]:.2f}%.",
+            f"FPR on clean images {group.fpr.iloc[0]:.2f}%."
+            + (
+                f" The authors' detector: mean BDR {group.bdr_authors.mean():.2f}%, FPR on clean "
+                f"images {group.fpr_authors.iloc[0]:.2f}%."
+                if authors
+                else ""
+            ),
         ]
     return "\n".join(parts) + "\n"
 
@@ -281,3 +320,101 @@ def figure6_comparison(
                 }
             )
     return pd.DataFrame.from_records(rows)
+
+
+# --------------------------------------------------------------------------- the authors' detectors
+
+
+def detector_comparison(
+    ours: Mapping[str, tuple[str, Mapping[str, np.ndarray], float]],
+    others: Mapping[tuple[str, str], tuple[Mapping[str, np.ndarray], float]],
+    attacks: Mapping[str, Sequence[str]],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Other detectors (the authors' published ones) against ours on the same test images.
+
+    ``ours[dataset]`` is ``(label, scores, threshold)`` of our Table 1 detector, where
+    ``scores`` holds ``clean`` and ``triggered_<attack>`` as the scoring rules write them;
+    ``others[(dataset, name)]`` is ``(scores, threshold)`` of another detector on the same
+    files. One row per dataset, detector and attack: BDR, FPR (percent) and AUC, and for the
+    other detectors the paired difference to ours (other minus ours) with its 95% bootstrap
+    interval (:func:`freqbackdoor.metrics.paired_difference`).
+    """
+    rows = []
+    for dataset, (label, our_scores, our_threshold) in ours.items():
+        detectors = [(label, our_scores, our_threshold, True)] + [
+            (name, scores, threshold, False)
+            for (d, name), (scores, threshold) in others.items()
+            if d == dataset
+        ]
+        for name, scores, threshold, is_ours in detectors:
+            clean = np.asarray(scores["clean"], dtype=np.float64)
+            for attack in attacks[dataset]:
+                triggered = np.asarray(scores[f"triggered_{attack}"], dtype=np.float64)
+                row = {
+                    "dataset": dataset,
+                    "detector": name,
+                    "ours": is_ours,
+                    "attack": attack,
+                    "threshold": threshold,
+                    "bdr": 100 * float((triggered >= threshold).mean()),
+                    "fpr": 100 * float((clean >= threshold).mean()),
+                    "auc": float(
+                        roc_auc_score(
+                            np.r_[np.zeros(clean.size), np.ones(triggered.size)],
+                            np.r_[clean, triggered],
+                        )
+                    ),
+                }
+                if not is_ours:
+                    base = (our_scores["clean"], our_scores[f"triggered_{attack}"])
+                    difference = paired_difference(
+                        base, (clean, triggered), (our_threshold, threshold), n_boot, seed
+                    )
+                    for key, value in difference.items():  # bdr, bdr_low, ..., auc_high
+                        statistic, _, bound = key.partition("_")
+                        scale = 1.0 if statistic == "auc" else 100.0
+                        row[f"{statistic}_diff" + (f"_{bound}" if bound else "")] = scale * value
+                rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+def detector_comparison_markdown(frame: pd.DataFrame) -> str:
+    """Readable comparison: per dataset, attacks as rows, each detector's BDR and AUC, and the
+    other detectors' differences to ours with their 95% paired-bootstrap intervals."""
+    parts = [
+        "# The authors' published detectors beside ours",
+        "",
+        "The authors' CIFAR-10 cnn6 detector (`authors_cifar10`) and the same detector after "
+        "their smooth-trigger upgrade (`authors_cifar10_tuned`), converted from their Keras "
+        "files, score the same clean and triggered test images as our Table 1 detector. BDR and "
+        "FPR in percent at each detector's threshold (the authors': 0.5); AUC is threshold-free. "
+        "Δ: that detector minus ours, with a 95% paired-bootstrap interval (both detectors "
+        "scored on the same resampled images). Our datasets are stand-ins: the authors' "
+        "detector was trained on CIFAR-10 itself, so on them it is a transfer, not Table 1.",
+    ]
+    for dataset, group in frame.groupby("dataset", sort=False):
+        ours = group[group.ours]
+        body = pd.DataFrame({"Attack": [_label(a) for a in ours.attack]})
+        label = ours.detector.iloc[0]
+        body[f"BDR {label} (ours)"] = ours.bdr.map("{:.1f}".format).values
+        body[f"AUC {label} (ours)"] = ours.auc.map("{:.3f}".format).values
+        fprs = [f"{label} (ours) {ours.fpr.iloc[0]:.1f}%"]
+        for name, other in group[~group.ours].groupby("detector", sort=False):
+            body[f"BDR {name}"] = [
+                f"{r.bdr:.1f} (Δ {r.bdr_diff:+.1f} [{r.bdr_diff_low:+.1f}, {r.bdr_diff_high:+.1f}])"
+                for r in other.itertuples()
+            ]
+            body[f"AUC {name}"] = [
+                f"{r.auc:.3f} (Δ {r.auc_diff:+.3f} [{r.auc_diff_low:+.3f}, {r.auc_diff_high:+.3f}])"
+                for r in other.itertuples()
+            ]
+            first = other.iloc[0]
+            fprs.append(
+                f"{name} {first.fpr:.1f}% (Δ {first.fpr_diff:+.1f} "
+                f"[{first.fpr_diff_low:+.1f}, {first.fpr_diff_high:+.1f}])"
+            )
+        parts += ["", f"## {dataset}", "", body.to_markdown(index=False), ""]
+        parts.append("FPR on clean images: " + "; ".join(fprs) + ".")
+    return "\n".join(parts) + "\n"

@@ -1,7 +1,19 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
+import json
+from types import SimpleNamespace
+
 import torch
 
+from freqbackdoor.authors_models import (
+    AUTHORS_DATASET,
+    AUTHORS_DETECTORS,
+    AUTHORS_MODELS,
+    FOLDER as AUTHORS_FOLDER,
+    models_in_use,
+    pipeline_settings,
+)
 from freqbackdoor.datasets import source_fingerprint
+from freqbackdoor.detection import DetectorSettings
 from freqbackdoor.detectors import DETECTORS
 from freqbackdoor.mna import check_mna_config
 from freqbackdoor.references import check_references
@@ -71,12 +83,27 @@ def trigger_inputs(wildcards):
     source = reference_dataset(wildcards.dataset)
     needs = trigger_needs(trigger_builder(wildcards.attack))
     if "model" in needs:
-        inputs["model"] = f"results/models/{source}/reference_cnn.pt"
-        inputs["model_meta"] = f"results/models/{source}/reference_cnn.json"
+        model = reference_model_path(wildcards.dataset)
+        inputs["model"] = f"{model}.pt"
+        inputs["model_meta"] = f"{model}.json"
     if "images" in needs:
         inputs["x_train"] = f"results/data/{source}/x_train.npy"
         inputs["y_train"] = f"results/data/{source}/y_train.npy"
     return inputs
+
+
+def reference_model_path(dataset):
+    """The classifier (path without suffix) ``dataset``'s optimised triggers are built on:
+    the authors' (``authors_models.reference_classifier``) or the reference dataset's own.
+    """
+    if authors_reference(dataset):
+        return "results/authors/authors_cifar10_classifier"
+    return f"results/models/{reference_dataset(dataset)}/reference_cnn"
+
+
+def reference_model_dataset(dataset):
+    """The ``dataset`` the sidecar of :func:`reference_model_path`'s model must name."""
+    return AUTHORS_DATASET if authors_reference(dataset) else reference_dataset(dataset)
 
 
 def dct_paths(dataset, variants):
@@ -173,11 +200,33 @@ def detection_metrics_path(dataset, architecture, domain):
 
 
 def table1_inputs(wildcards):
-    return [
-        detection_metrics_path(d, default_detector(d), domain)
-        for d in config["detection"]["datasets"]
-        for domain in DOMAINS
-    ]
+    """Our detectors' metrics per dataset and domain, and the authors' detector's, if used."""
+    authors = authors_table1_detector()
+    return {
+        "metrics": [
+            detection_metrics_path(d, default_detector(d), domain)
+            for d in config["detection"]["datasets"]
+            for domain in DOMAINS
+        ],
+        "authors": (
+            [authors_scores_path(d, authors) for d in authors_datasets()]
+            if authors
+            else []
+        ),
+    }
+
+
+def detector_expect(wildcards):
+    """What a Table 1/5 detector's sidecar must say: its path, dataset, body and settings."""
+    settings = DetectorSettings.from_config(
+        detector_settings(wildcards.dataset, wildcards.architecture)
+    )
+    return {
+        "checkpoint": f"{wildcards.architecture}_{wildcards.domain}.pt",
+        "dataset": wildcards.dataset,
+        "body": wildcards.architecture,
+        "training": json.loads(json.dumps(settings.as_dict())),
+    }
 
 
 def table5_inputs(wildcards):
@@ -214,7 +263,10 @@ def transfer_detector_settings(source):
 
 
 def source_detector(source):
-    """The DCT detector a transfer column starts from (trained on one dataset or several)."""
+    """The DCT detector a transfer column starts from (trained on one dataset or several, or
+    the authors' published one)."""
+    if source in AUTHORS_DETECTORS:
+        return f"results/authors/{source}"
     architecture = transfer_detector_settings(source)["architecture"]
     return f"results/detectors/{source}/{architecture}_dct"
 
@@ -242,18 +294,27 @@ def transfer_metrics_path(target, source, tuned, budget, repeat=0):
 
 def transfer_columns(table):
     """A transfer table's columns: source, tuned, our label and the paper's column name."""
+    spec = config["transfer"]["tables"][table]
+    authors = authors_table1_detector()
+    authors_fit = authors and config["datasets"][spec["target"]]["size"] == 32
     columns = []
-    for column in config["transfer"]["tables"][table]["columns"]:
+    for column in spec["columns"]:
         source, tuned = column["source"], bool(column.get("tune", False))
         paper = "combined" if "+" in source else paper_names()[source]
-        columns.append(
-            {
-                "source": source,
-                "tuned": tuned,
-                "label": f"{source}+Tune" if tuned else source,
-                "key": f"{paper}_tune" if tuned else paper,
-            }
-        )
+        sources = [(source, paper)]
+        if (
+            authors_fit and paper == "cifar10"
+        ):  # the authors' own CIFAR-10 detector beside
+            sources.append((authors, authors))
+        for source, key in sources:
+            columns.append(
+                {
+                    "source": source,
+                    "tuned": tuned,
+                    "label": f"{source}+Tune" if tuned else source,
+                    "key": f"{key}_tune" if tuned else key,
+                }
+            )
     return columns
 
 
@@ -300,6 +361,7 @@ def all_outputs():
     outputs += transfer_outputs()
     outputs += smooth_outputs()
     outputs += mna_outputs()
+    outputs += authors_outputs()
     for dataset in models_needed():
         outputs.append(f"results/models/{dataset}/reference_cnn.json")
     for dataset in DATASETS:
@@ -645,3 +707,75 @@ def transfer_raw_runs():
     if figure["budgets"]:
         runs.append((figure["target"], figure["source"]))
     return runs
+
+
+# --------------------------------------------------------------------------- The authors' models
+
+AUTHORS = pipeline_settings(config)
+AUTHORS_RAW = f"{RAW}/{AUTHORS_FOLDER}"
+AUTHORS_USED = models_in_use(config, RAW)
+
+
+def authors_detectors_used():
+    """The authors' detectors this run scores (their Section 4 one, then the tuned one)."""
+    return [m for m in AUTHORS_DETECTORS if m in AUTHORS_USED]
+
+
+def authors_datasets():
+    """Table 1's datasets the authors' 32 px detectors can read."""
+    return [
+        d
+        for d in config["detection"]["datasets"]
+        if config["datasets"][d]["size"] == 32
+    ]
+
+
+def authors_table1_detector():
+    """The authors' detector Table 1 shows beside ours (their Section 4 one), if in use."""
+    return "authors_cifar10" if "authors_cifar10" in AUTHORS_USED else None
+
+
+def authors_reference(dataset):
+    """Whether ``dataset``'s optimised triggers are built on the authors' classifier."""
+    return dataset in AUTHORS["reference_classifier"]
+
+
+def authors_scores_path(dataset, model, name="metrics.csv"):
+    return f"results/detection/{dataset}/authors/{model}/{name}"
+
+
+def authors_detection_inputs(wildcards):
+    """The converted detector and the dataset's clean and triggered DCT caches."""
+    return {
+        "model": f"results/authors/{wildcards.model}.pt",
+        "meta": f"results/authors/{wildcards.model}.json",
+        **detection_test_inputs(
+            SimpleNamespace(dataset=wildcards.dataset, domain="dct")
+        ),
+    }
+
+
+def authors_table_inputs(wildcards):
+    """Our Table 1 detector's scores and each authors' detector's, per 32 px dataset."""
+    datasets = authors_datasets()
+    return {
+        "ours": [
+            f"results/detection/{d}/{default_detector(d)}_dct/scores.npz"
+            for d in datasets
+        ],
+        "ours_metrics": [
+            detection_metrics_path(d, default_detector(d), "dct") for d in datasets
+        ],
+        "authors": [
+            authors_scores_path(d, m, "scores.npz")
+            for d in datasets
+            for m in authors_detectors_used()
+        ],
+    }
+
+
+def authors_outputs():
+    """The comparison table, when the run scores any of the authors' detectors."""
+    if not (authors_detectors_used() and authors_datasets()):
+        return []
+    return [f"results/tables/authors_detectors.{ext}" for ext in ("csv", "md")]

@@ -53,7 +53,9 @@ rule detection_scores:
         gpu=gpu_count(),
     params:
         attacks=lambda wc: attacks_of(wc.dataset),
-        settings=lambda wc: detector_settings(wc.dataset, wc.architecture),
+        label=lambda wc: wc.architecture,
+        domain=lambda wc: wc.domain,
+        expect=detector_expect,
         threshold=config["detection"]["threshold"],
         target_fpr=config["detection"]["target_fpr"],
         bootstrap=config["detection"]["bootstrap"],
@@ -65,7 +67,7 @@ rule detection_scores:
 
 rule table1:
     input:
-        table1_inputs,
+        unpack(table1_inputs),
     output:
         csv="results/tables/table1.csv",
         md=report(
@@ -92,6 +94,7 @@ rule table1:
         paper_numbers="config/paper_numbers.yaml",
         tolerance=config["detection"]["tolerance"],
         target_fpr=config["detection"]["target_fpr"],
+        authors=lambda wc: authors_table1_detector(),
     script:
         "../workflow/scripts/table1.py"
 

@@ -84,7 +84,7 @@ rule trigger:
         trigger_source=config["trigger_source"],
         official_dir=f"{RAW}/official_triggers",
         paper_name=lambda wc: dataset_spec(wc.dataset).get("paper_name"),
-        model_dataset=lambda wc: reference_dataset(wc.dataset),
+        model_dataset=lambda wc: reference_model_dataset(wc.dataset),
         device=config["device"],
         seed=config["seed"],
         context_samples=config["trigger_context_samples"],

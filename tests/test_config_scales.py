@@ -42,6 +42,10 @@ SCALE_KEYS = {
 #: Paths (dot-separated; a trailing ``*`` matches a prefix) that may differ, with the reason.
 ALLOWED = {
     "datasets": "the datasets themselves: embedded stand-ins against the paper's downloads",
+    "authors_models.use": (
+        "the demo runs offline, so it uses the authors' model files only where they are placed "
+        "by hand; the paper config downloads them (the same conversion and rules either way)"
+    ),
     "dct.chunk_size": "memory per DCT chunk, not a result",
     "detector.val_fraction": (
         "held-out images for the demo's validation accuracy; the paper config trains on all "

@@ -1,6 +1,7 @@
 """The DAG on a tiny config (a real Snakemake run), and offline dry runs of the shipped configs."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -378,3 +379,72 @@ def test_a_bad_input_in_a_job_is_one_message_and_the_traceback_stays_in_its_log(
     log = (workdir / "logs/raw_dataset/faces.log").read_text()
     assert "Traceback" in log and "ChecksumError" in log
     assert not (workdir / "resources/raw/faces").exists()
+
+
+def _authors_config(use: str, reference: list[str] | None = None) -> dict:
+    """The tiny config at 32 px (the authors' detectors read 32 x 32 x 3 DCT spectra)."""
+    config = json.loads(json.dumps(TINY))
+    for name in ("small", "digits", "gray"):
+        config["datasets"][name]["size"] = 32
+    config["datasets"]["small"]["attacks"] = ["badnets", "blend", "trojan_sq"]
+    config["authors_models"] = {"use": use, "reference_classifier": reference or []}
+    return config
+
+
+def test_authors_models_join_the_dag_only_when_placed_or_fetched(tmp_path, workflow_copy):
+    """``placed`` without the files plans nothing of theirs; ``fetch`` plans every use."""
+    targets = ("results/tables/table1.md", "results/tables/table2.md")
+    placed = workflow_copy(tmp_path / "placed", _authors_config("placed"))
+    result = _snakemake(placed, "-n", *targets)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "results/authors/" not in result.stdout and "/authors/" not in result.stdout
+
+    fetch = workflow_copy(tmp_path / "fetch", _authors_config("fetch", ["small"]))
+    result = _snakemake(fetch, "-n", *targets, "results/tables/authors_detectors.md")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for planned in (
+        "results/authors/authors_cifar10.pt",
+        "results/authors/authors_cifar10_tuned.pt",
+        "results/authors/authors_cifar10_classifier.pt",  # the small dataset's trojan_sq
+        "results/detection/small/authors/authors_cifar10/metrics.csv",
+        "results/detection/small/authors/authors_cifar10_tuned/scores.npz",
+        "results/transfer/digits/authors_cifar10/tuned_b4_r0/metrics.csv",
+    ):
+        assert planned in result.stdout, planned
+    assert "results/detection/large/authors" not in result.stdout  # 64 px: not theirs to read
+
+    bad = workflow_copy(tmp_path / "bad", _authors_config("none", ["small"]))
+    result = _snakemake(bad, "-n")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "authors_models.reference_classifier: 'small' needs authors_models.use" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.workflow
+def test_authors_detectors_beside_ours_in_table1(tmp_path, workflow_copy):
+    """With the authors' files placed: their detectors scored by the same rules as ours."""
+    folder = os.environ.get("FREQBACKDOOR_AUTHORS_MODELS")
+    if not folder:
+        pytest.skip("FREQBACKDOOR_AUTHORS_MODELS is not set: the authors' model files are absent")
+    config = _authors_config("placed", ["small"])
+    config["detection"].update(datasets=["small"], image_domain=False)  # a short run
+    workdir = workflow_copy(tmp_path, config)
+    placed = workdir / "resources" / "raw" / "authors_models"
+    placed.mkdir(parents=True)
+    for name in ("6_CNN_CIF1R10.h5py", "Tuned_CIFAR10.h5py", "cifar10_model.h5"):
+        shutil.copy(Path(folder) / name, placed / name)
+    targets = ("table1", "authors_detectors")  # the transfer columns: the dry run above
+    result = _snakemake(workdir, *[f"results/tables/{t}.md" for t in targets])
+    assert result.returncode == 0, result.stderr[-4000:]
+    table1 = pd.read_csv(workdir / "results/tables/table1.csv")
+    assert set(table1.dataset) == {"small"} and table1.bdr_authors.notna().all()
+    assert "BDR (authors')" in (workdir / "results/tables/table1.md").read_text()
+    comparison = pd.read_csv(workdir / "results/tables/authors_detectors.csv")
+    assert set(comparison.detector) == {"cnn3_kmax32", "authors_cifar10", "authors_cifar10_tuned"}
+    assert comparison[~comparison.ours].auc_diff_low.le(comparison[~comparison.ours].auc_diff).all()
+    sidecar = json.loads((workdir / "results/authors/authors_cifar10.json").read_text())
+    assert sidecar["provenance"]["sha256"].startswith("3abdc218")
+    # the small dataset's Trojan trigger was optimised on the authors' classifier
+    log = (workdir / "logs/trigger/small/trojan_sq.log").read_text()
+    assert "results/authors/authors_cifar10_classifier.pt" in log

@@ -1,12 +1,10 @@
-"""Rule detection_scores: score the clean and every triggered test set; metrics and ROC points."""
-
-import json
-from pathlib import Path
+"""Rules detection_scores and authors_detection_scores: score the clean and every triggered
+test set with one detector; metrics and ROC points."""
 
 import pandas as pd
 import torch
 
-from freqbackdoor.detection import DetectorSettings, detector_scores, evaluate_attacks
+from freqbackdoor.detection import detector_scores, evaluate_attacks
 from freqbackdoor.io import atomic_path, load_npy, save_npz
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import decision_threshold, roc_points
@@ -15,18 +13,15 @@ from freqbackdoor.training import load_checkpoint
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
 params = snakemake.params
-domain = snakemake.wildcards.domain
+domain = params.domain
+# params.expect: what the path and config say the checkpoint is (name, dataset, body, training
+# settings); a copied or stale checkpoint is refused
 model, meta = load_checkpoint(
     snakemake.input.model,
     snakemake.input.meta,
     device=params.device,
     domain=domain,
-    expect={  # what the path and config say it is: a copied or stale checkpoint is refused
-        "checkpoint": Path(snakemake.input.model).name,
-        "dataset": snakemake.wildcards.dataset,
-        "body": snakemake.wildcards.architecture,
-        "training": json.loads(json.dumps(DetectorSettings.from_config(params.settings).as_dict())),
-    },
+    expect=params.expect,
 )
 transformed = domain == "dct"  # DCT detectors read the DCT cache directly
 triggered_paths = list(snakemake.input.triggered)
@@ -48,7 +43,7 @@ if params.target_fpr is not None:
     )
 metrics = evaluate_attacks(clean, triggered, threshold, params.bootstrap, params.seed)
 metrics.insert(0, "dataset", snakemake.wildcards.dataset)
-metrics.insert(1, "architecture", snakemake.wildcards.architecture)
+metrics.insert(1, "architecture", params.label)
 metrics.insert(2, "domain", domain)
 roc = pd.concat(
     [roc_points(clean, scores).assign(attack=attack) for attack, scores in triggered.items()],

@@ -10,10 +10,15 @@ from freqbackdoor.metrics import compare, load_paper_numbers, markdown, paper_lo
 log = setup_logging(snakemake.log[0])
 params = snakemake.params
 metrics = {}
-for path in snakemake.input:
+for path in snakemake.input.metrics:
     frame = pd.read_csv(path)
     metrics[(frame.dataset.iloc[0], frame.domain.iloc[0])] = frame
-table = table1_frame(metrics, params.datasets)
+# the authors' published detector on the same test sets, where authors_models is in use
+authors = {}
+for path in snakemake.input.authors:
+    frame = pd.read_csv(path)
+    authors[frame.dataset.iloc[0]] = frame
+table = table1_frame(metrics, params.datasets, authors)
 paper = paper_long(load_paper_numbers(params.paper_numbers), "table1")
 mapping = {d: params.paper_names.get(d, d) for d in params.datasets}
 side_by_side = compare(table1_long(table), paper, mapping=mapping, tolerance=params.tolerance)

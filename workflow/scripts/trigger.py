@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from freqbackdoor.dct import resolve_device
+from freqbackdoor.errors import DataError
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.official_triggers import (
@@ -69,6 +70,13 @@ else:
         rows = sample_indices(x_train.shape[0], params.context_samples, params.seed)
         context.images = np.asarray(x_train[rows])
         context.labels = np.asarray(load_npy(snakemake.input.y_train)[rows])
+        classes = getattr(context.model, "num_classes", None)
+        if classes is not None and context.labels.size and int(context.labels.max()) >= classes:
+            raise DataError(
+                f"{snakemake.input.model}: a {classes}-class classifier cannot build a trigger "
+                f"for {snakemake.wildcards.dataset}, whose labels reach "
+                f"{int(context.labels.max())} (authors_models.reference_classifier?)"
+            )
     trigger = build_trigger(attack, height, width, options, context)
 
 trigger.meta["dataset"] = snakemake.wildcards.dataset
