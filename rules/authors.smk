@@ -71,6 +71,44 @@ rule authors_detection_scores:
         "../workflow/scripts/detection_scores.py"
 
 
+rule authors_smooth_scores:
+    input:
+        unpack(authors_smooth_inputs),
+    output:
+        scores="results/smooth/{dataset}/authors/{model}/scores.npz",
+        metrics="results/smooth/{dataset}/authors/{model}/metrics.csv",
+        roc="results/smooth/{dataset}/authors/{model}/roc.csv",
+    log:
+        "logs/authors_smooth_scores/{dataset}/{model}.log",
+    benchmark:
+        "results/benchmarks/authors_smooth_scores/{dataset}/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(AUTHORS_DETECTORS),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=gpu_count(),
+    params:
+        attacks=lambda wc: poisoned_triggers(wc.dataset),
+        label=lambda wc: wc.model,
+        domain="dct",
+        expect=lambda wc: {
+            "checkpoint": f"{wc.model}.pt",
+            "dataset": AUTHORS_DATASET,
+            "authors_model": wc.model,
+        },
+        threshold=config["detection"]["threshold"],
+        target_fpr=None,
+        bootstrap=config["detection"]["bootstrap"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../workflow/scripts/detection_scores.py"
+
+
 rule authors_detectors_table:
     input:
         unpack(authors_table_inputs),
@@ -100,3 +138,30 @@ rule authors_detectors_table:
         seed=config["seed"],
     script:
         "../workflow/scripts/authors_detectors_table.py"
+
+
+rule authors_section5_table:
+    input:
+        unpack(authors_section5_inputs),
+    output:
+        csv="results/tables/authors_section5.csv",
+        md=report(
+            "results/tables/authors_section5.md",
+            caption="../report/authors_section5.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/authors_section5_table.log",
+    benchmark:
+        "results/benchmarks/authors_section5_table.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        datasets=lambda wc: authors_smooth_datasets(),
+        detectors=lambda wc: authors_detectors_used(),
+    script:
+        "../workflow/scripts/authors_section5_table.py"

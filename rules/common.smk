@@ -755,6 +755,21 @@ def authors_detection_inputs(wildcards):
     }
 
 
+def authors_smooth_datasets():
+    """Section 5's datasets the authors' 32 px detectors can read."""
+    return [d for d in smooth_datasets() if config["datasets"][d]["size"] == 32]
+
+
+def authors_smooth_inputs(wildcards):
+    """The converted detector and the Section 5 triggers' DCT caches (and the clean one)."""
+    return {
+        "model": f"results/authors/{wildcards.model}.pt",
+        "meta": f"results/authors/{wildcards.model}.json",
+        "clean": f"results/dct/{wildcards.dataset}/clean.npy",
+        "triggered": dct_paths(wildcards.dataset, poisoned_triggers(wildcards.dataset)),
+    }
+
+
 def authors_table_inputs(wildcards):
     """Our Table 1 detector's scores and each authors' detector's, per 32 px dataset."""
     datasets = authors_datasets()
@@ -774,8 +789,24 @@ def authors_table_inputs(wildcards):
     }
 
 
+def authors_section5_inputs(wildcards):
+    """Our Section 5 detection metrics and the authors' detectors' on the same triggers."""
+    datasets = authors_smooth_datasets()
+    return {
+        "ours": [f"results/smooth/{d}/detection.csv" for d in datasets],
+        "authors": [
+            f"results/smooth/{d}/authors/{m}/metrics.csv"
+            for d in datasets
+            for m in authors_detectors_used()
+        ],
+    }
+
+
 def authors_outputs():
     """The comparison table, when the run scores any of the authors' detectors."""
     if not (authors_detectors_used() and authors_datasets()):
         return []
-    return [f"results/tables/authors_detectors.{ext}" for ext in ("csv", "md")]
+    outputs = [f"results/tables/authors_detectors.{ext}" for ext in ("csv", "md")]
+    if authors_smooth_datasets():
+        outputs += [f"results/tables/authors_section5.{ext}" for ext in ("csv", "md")]
+    return outputs

@@ -62,7 +62,7 @@ def test_update_rewrites_only_the_block(tmp_path):
     text = readme.read_text()
     assert text.startswith("# Title\n\nbefore\n" + BEGIN) and text.endswith(END + "\nafter\n")
     assert "old numbers" not in text and "highfreq_above_one" in text
-    with pytest.raises(DataError, match="other.md: no demo claims block"):
+    with pytest.raises(DataError, match="other.md: no generated block"):
         replace_block("no markers here", "x", "other.md")
     with pytest.raises(DataError, match="missing.csv: not found"):
         update_readme(readme, tmp_path / "missing.csv", tmp_path / "provenance.json")
@@ -92,3 +92,24 @@ def test_readme_demo_numbers_are_a_generated_block_from_a_named_run():
     assert re.search(r"commit `[0-9a-f]{10}`", stamp) and re.search(r"\d{4}-\d\d-\d\d", stamp)
     verdicts = [line.split(" | ")[2] for line in block.splitlines()[5:]]
     assert verdicts and set(verdicts) <= set(VERDICTS)
+
+
+def test_update_fills_the_authors_block_from_the_same_run(tmp_path):
+    """The comparison with the authors' detectors comes from the run's tables/ folder."""
+    from freqbackdoor.provenance import AUTHORS_BEGIN, AUTHORS_END
+
+    report, tables = tmp_path / "results" / "report", tmp_path / "results" / "tables"
+    report.mkdir(parents=True)
+    (report / "claims.csv").write_text(CLAIMS.to_csv(index=False))
+    (report / "provenance.json").write_text(json.dumps(PROVENANCE))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\n{END}\nmiddle\n{AUTHORS_BEGIN}\nold\n{AUTHORS_END}\nend\n")
+    update_readme(readme, report / "claims.csv", report / "provenance.json")
+    assert "were not placed" in readme.read_text() and "\nold\n" not in readme.read_text()
+    tables.mkdir()
+    (tables / "authors_detectors.md").write_text("# Title\n\ntext\n\n## photos32\n\n| a |\n")
+    update_readme(readme, report / "claims.csv", report / "provenance.json")
+    text = readme.read_text()
+    block = text[text.index(AUTHORS_BEGIN) : text.index(AUTHORS_END)]
+    assert "**photos32**" in block and "| a |" in block and "# Title" not in block
+    assert PROVENANCE["commit"][:10] in block and text.endswith(f"{AUTHORS_END}\nend\n")
