@@ -19,6 +19,8 @@ EXAMPLES = """examples:
                                               score a folder with the pipeline's photos32 detector
   freqbackdoor screen x.npy --detector my_detector.pt --threshold 0.9 -o scores.csv
                                               score an .npy array with a named checkpoint
+  freqbackdoor screen photos/ --detector authors-cifar10 -o scores.csv
+                                              the authors' published CIFAR-10 detector
   freqbackdoor fingerprint results > a.tsv    hash every result (timings left out) ...
   freqbackdoor fingerprint --compare a.tsv    ... and list what a later run changed
   snakemake --cores all                       the whole pipeline on the demo data
