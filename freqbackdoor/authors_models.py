@@ -140,6 +140,7 @@ AUTHORS_MODELS: dict[str, AuthorsModel] = {
 AUTHORS_DETECTORS = tuple(n for n, m in AUTHORS_MODELS.items() if m.kind == "detector")
 INPUT_SIZE = 32
 CONVOLUTIONS = (32, 32, 64, 64, 128, 128)
+BATCHNORM_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")  # Keras' names
 
 
 def authors_model(name: str) -> AuthorsModel:
@@ -201,7 +202,9 @@ def authors_model_file(
 
 
 @dataclasses.dataclass
-class _KerasLayer:
+class KerasLayer:
+    """One layer of a Keras model file: its name, class, config and weights (NumPy)."""
+
     name: str
     kind: str  # the Keras class name
     config: dict[str, Any]
@@ -212,7 +215,7 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def read_keras_layers(path: str | os.PathLike) -> list[_KerasLayer]:
+def read_keras_layers(path: str | os.PathLike) -> list[KerasLayer]:
     """The layers of a Keras 2 HDF5 model file, in order, with their config and weights.
 
     Weights are read as NumPy arrays (h5py; nothing in the file is executed). A file that is
@@ -250,7 +253,7 @@ def read_keras_layers(path: str | os.PathLike) -> list[_KerasLayer]:
             except (KeyError, OSError) as exc:
                 raise DataError(f"{path}: layer {name}: unreadable weights ({exc})") from exc
             kind, layer_config = kinds[name]
-            layers.append(_KerasLayer(name, kind, layer_config, weights))
+            layers.append(KerasLayer(name, kind, layer_config, weights))
     return layers
 
 
@@ -262,7 +265,7 @@ def expected_layers(spec: AuthorsModel) -> list[tuple[str, dict[str, Any]]]:
         layers += [
             ("Conv2D", {"kernel": (3, 3, in_channels, channels), "bias": (channels,)}),
             ("Activation", {"activation": spec.activation}),
-            ("BatchNormalization", {w: (channels,) for w in _BN_WEIGHTS}),
+            ("BatchNormalization", {w: (channels,) for w in BATCHNORM_WEIGHTS}),
         ]
         if i % 2 == 1:
             layers += [("MaxPooling2D", {}), ("Dropout", {"rate": spec.dropout[i // 2]})]
@@ -276,10 +279,7 @@ def expected_layers(spec: AuthorsModel) -> list[tuple[str, dict[str, Any]]]:
     return layers
 
 
-_BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
-
-
-def check_layers(path: str | os.PathLike, layers: list[_KerasLayer], spec: AuthorsModel) -> None:
+def check_layers(path: str | os.PathLike, layers: list[KerasLayer], spec: AuthorsModel) -> None:
     """``DataError`` naming the first layer of ``layers`` that is not what ``spec`` expects."""
     expected = expected_layers(spec)
     for index, (kind, wanted) in enumerate(expected):
