@@ -97,10 +97,12 @@ def authors_block(comparison_md: str | None, provenance: Mapping[str, Any]) -> s
             "`resources/raw/authors_models/` (config `authors_models.use: placed`).",
         ]
     else:
-        for line in comparison_md.splitlines():
-            if line.startswith("# "):
-                continue  # the file's title: the README section has its own
-            lines.append(f"**{line[3:]}**" if line.startswith("## ") else line)
+        for number, line in enumerate(comparison_md.splitlines()):
+            if number == 0 and line.startswith("# "):
+                continue  # the first file's title: the README section has its own
+            if line.startswith("# "):  # a later file's title
+                line = "**" + line[2:] + "**"
+            lines.append(f"*{line[3:]}*" if line.startswith("## ") else line)
     lines.append(AUTHORS_END)
     return "\n".join(lines)
 
@@ -163,8 +165,11 @@ def update_readme(
     block = readme_block(pd.read_csv(claims_csv, keep_default_na=False), provenance)
     text = replace_block(Path(readme).read_text(), block, str(readme))
     if AUTHORS_BEGIN in text:  # the authors' detectors beside ours, where the run had them
-        comparison = Path(claims_csv).parents[1] / "tables" / "authors_detectors.md"
+        tables = Path(claims_csv).parents[1] / "tables"
+        comparison, section5 = tables / "authors_detectors.md", tables / "authors_section5.md"
         markdown = comparison.read_text() if comparison.is_file() else None
+        if markdown is not None and section5.is_file():  # their detectors on Section 5's triggers
+            markdown += "\n" + section5.read_text()
         block = authors_block(markdown, provenance)
         text = replace_block(text, block, str(readme), (AUTHORS_BEGIN, AUTHORS_END))
     with atomic_path(readme) as tmp:

@@ -111,5 +111,5 @@ def test_update_fills_the_authors_block_from_the_same_run(tmp_path):
     update_readme(readme, report / "claims.csv", report / "provenance.json")
     text = readme.read_text()
     block = text[text.index(AUTHORS_BEGIN) : text.index(AUTHORS_END)]
-    assert "**photos32**" in block and "| a |" in block and "# Title" not in block
+    assert "*photos32*" in block and "| a |" in block and "# Title" not in block
     assert PROVENANCE["commit"][:10] in block and text.endswith(f"{AUTHORS_END}\nend\n")
