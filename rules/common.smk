@@ -106,6 +106,14 @@ def reference_model_dataset(dataset):
     return AUTHORS_DATASET if authors_reference(dataset) else reference_dataset(dataset)
 
 
+def trigger_minutes(attack):
+    """A trigger job's time request (Slurm): an hour for one optimised on a model or learned
+    from images, ten minutes for a fixed pattern (so grouped poison chains ask for little).
+    """
+    needs = trigger_needs(trigger_builder(attack))
+    return 60 if ("model" in needs or "images" in needs) else 10
+
+
 def dct_paths(dataset, variants):
     return [f"results/dct/{dataset}/{v}.npy" for v in variants]
 

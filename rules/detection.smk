@@ -49,7 +49,7 @@ rule detection_scores:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=60,
+        runtime=20,
         gpu=gpu_count(),
     params:
         attacks=lambda wc: attacks_of(wc.dataset),

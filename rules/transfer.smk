@@ -50,7 +50,7 @@ rule transfer_raw:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=10,
         gpu=gpu_count(),
     params:
         stage="raw",
@@ -83,7 +83,7 @@ rule transfer_tuned:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=15,
         gpu=gpu_count(),
     params:
         stage="tuned",

@@ -77,7 +77,7 @@ rule trigger:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=lambda wc: trigger_minutes(wc.attack),
         gpu=gpu_count(),
     params:
         options=lambda wc: trigger_options(wc.attack),
