@@ -70,3 +70,43 @@ def test_figure6_comparison_finds_the_separating_width():
     assert comparison.reproduced.iloc[0] == 96 and comparison.paper.iloc[0] == 160
     never = figure6_comparison(pooled.assign(acc=0.5), 160)
     assert np.isnan(never.reproduced.iloc[0])
+
+
+def test_detector_comparison_sets_other_detectors_against_ours():
+    from freqbackdoor.detection_tables import detector_comparison, detector_comparison_markdown
+
+    rng = np.random.default_rng(2)
+    ours = {"clean": rng.uniform(0, 0.4, 50), "triggered_badnets": rng.uniform(0.3, 1, 50)}
+    theirs = {"clean": rng.uniform(0, 0.8, 50), "triggered_badnets": rng.uniform(0.6, 1, 50)}
+    frame = detector_comparison(
+        {"d": ("cnn6", ours, 0.5)}, {("d", "authors"): (theirs, 0.5)}, {"d": ["badnets"]}, 100, 0
+    )
+    mine, other = frame[frame.ours].iloc[0], frame[~frame.ours].iloc[0]
+    assert other.bdr - mine.bdr == pytest.approx(other.bdr_diff)  # percent points
+    assert other.fpr - mine.fpr == pytest.approx(other.fpr_diff)
+    assert other.auc - mine.auc == pytest.approx(other.auc_diff)
+    assert other.bdr_diff_low <= other.bdr_diff <= other.bdr_diff_high
+    text = detector_comparison_markdown(frame)
+    assert "BDR cnn6 (ours)" in text and "BDR authors" in text and "FPR on clean images" in text
+
+
+def test_section5_comparison_puts_the_authors_detectors_beside_our_stages():
+    from freqbackdoor.detection_tables import (
+        section5_detector_comparison,
+        section5_detector_markdown,
+    )
+
+    def metrics(bdr):
+        return pd.DataFrame(
+            {"attack": ["smooth"], "threshold": [0.5], "n_clean": [10], "bdr": [bdr],
+             "bdr_low": [bdr - 0.1], "bdr_high": [bdr + 0.1], "fpr": [0.1], "fpr_low": [0.0],
+             "fpr_high": [0.2], "auc": [0.7]}
+        )  # fmt: skip
+
+    ours = pd.concat(
+        [metrics(0.2).assign(stage="section4"), metrics(0.6).assign(stage="tuned_smooth")]
+    )
+    frame = section5_detector_comparison({"d": ours}, {("d", "authors_cifar10"): metrics(0.4)})
+    assert list(frame.detector) == ["section4", "tuned_smooth", "authors_cifar10"]
+    assert list(frame.bdr) == pytest.approx([20, 60, 40])  # percent
+    assert "| Smooth " in section5_detector_markdown(frame)

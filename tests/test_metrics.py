@@ -270,3 +270,20 @@ def test_decision_threshold_follows_table1s_rule():
     assert decision_threshold(sidecar, 0.05, 0.5) == 0.37
     with pytest.raises(DataError, match="detector_smooth.json.*val_fraction 0"):
         decision_threshold({"calibration": {"threshold": None}}, 0.05, 0.5, "detector_smooth.json")
+
+
+def test_paired_difference_of_two_detectors_on_the_same_images():
+    from freqbackdoor.metrics import paired_difference
+
+    rng = np.random.default_rng(0)
+    clean, triggered = rng.uniform(0, 0.6, 200), rng.uniform(0.3, 1.0, 200)
+    same = paired_difference((clean, triggered), (clean, triggered), (0.5, 0.5), 200, 1)
+    assert all(value == 0 for value in same.values())  # identical detectors: no difference at all
+    better = (clean * 0.5, np.minimum(triggered + 0.2, 1.0))
+    diff = paired_difference((clean, triggered), better, (0.5, 0.5), 500, 1)
+    expected_bdr = (better[1] >= 0.5).mean() - (triggered >= 0.5).mean()
+    expected_fpr = (better[0] >= 0.5).mean() - (clean >= 0.5).mean()
+    assert diff["bdr"] == pytest.approx(expected_bdr) and diff["fpr"] == pytest.approx(expected_fpr)
+    assert diff["bdr_low"] <= diff["bdr"] <= diff["bdr_high"] and diff["auc_low"] > 0
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference((clean, triggered), (clean[:10], triggered), (0.5, 0.5))
