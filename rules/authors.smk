@@ -127,7 +127,7 @@ rule authors_detectors_table:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         datasets=lambda wc: authors_datasets(),
@@ -158,7 +158,7 @@ rule authors_section5_table:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         datasets=lambda wc: authors_smooth_datasets(),

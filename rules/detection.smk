@@ -85,7 +85,7 @@ rule table1:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         datasets=config["detection"]["datasets"],
@@ -119,7 +119,7 @@ rule table5:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         dataset=config["table5"]["dataset"],
@@ -157,7 +157,7 @@ rule detector_tables:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     script:
         "../workflow/scripts/detector_tables.py"

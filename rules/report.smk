@@ -20,7 +20,7 @@ rule paper_vs_reproduced:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         tolerance=config["detection"]["tolerance"],
@@ -49,7 +49,7 @@ rule claims:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         config={key: config.get(key) for key in CLAIMS_CONFIG_KEYS},

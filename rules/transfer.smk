@@ -120,7 +120,7 @@ rule transfer_table:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         spec=lambda wc: config["transfer"]["tables"][wc.table],

@@ -48,7 +48,7 @@ rule table8:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     params:
         num_classes=10,
