@@ -44,7 +44,7 @@ from .metrics import detection_metrics
 from .models import MODELS
 from .training import (
     BATCHNORM_SAMPLES,
-    _precision,
+    autocast_dtype,
     batchnorm_rows,
     make_optimizer,
     optimizer_checks,
@@ -196,7 +196,9 @@ def to_domain(images: np.ndarray, domain: str, device: torch.device) -> torch.Te
     return planes.permute(0, 3, 1, 2).to(device).contiguous()
 
 
-def _check_images(images: np.ndarray, name: str) -> None:
+def check_detector_images(images: np.ndarray, name: str) -> None:
+    """``DataError`` naming ``name`` unless ``images`` is a non-empty uint8 ``N x H x W x 3``
+    array of square images, what every detector trains and scores on."""
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{name}: expected uint8 N x H x W x 3 images, got {images.dtype} {images.shape}"
@@ -271,7 +273,7 @@ def fit_epoch(
     with ``where`` (what was trained, and which setting to lower).
     """
     target = next(model.parameters()).device
-    dtype = _precision(target)
+    dtype = autocast_dtype(target)
     n = clean.shape[0]
     model.train()
     order = torch.randperm(2 * n, generator=generator).numpy()
@@ -356,7 +358,7 @@ def train_detector(
     params = params or ManipulationParams()
     target = resolve_device(device)
     x_train = np.asarray(x_train)
-    _check_images(x_train, "x_train")
+    check_detector_images(x_train, "x_train")
     size = x_train.shape[1]
     train_rows, val_rows = validation_split(x_train.shape[0], settings.val_fraction, settings.seed)
     n_val = val_rows.size
@@ -375,7 +377,7 @@ def train_detector(
         model, x_train, manipulated, settings.standardise_samples, settings.seed, target
     )
     optimiser = make_optimizer(model, settings)
-    dtype = _precision(target)
+    dtype = autocast_dtype(target)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     generator = torch.Generator().manual_seed(settings.seed)
     history: dict[str, Any] = {"epoch": [], "train_loss": [], "train_acc": []}
@@ -488,7 +490,7 @@ def detector_scores(
     target = resolve_device(device) if device is not None else next(model.parameters()).device
     batch_size = batch_size or (1024 if target.type == "cuda" else 128)
     model.eval()
-    dtype = _precision(target)
+    dtype = autocast_dtype(target)
     scores = []
     for batch in input_batches(model, inputs, transformed, batch_size, target):
         with torch.autocast(target.type, dtype=dtype, enabled=dtype is not None):

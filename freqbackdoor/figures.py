@@ -125,7 +125,7 @@ def stretch_difference(difference: np.ndarray) -> tuple[np.ndarray, float]:
     return 0.5 + d / (2.0 * peak), 255.0 / peak
 
 
-def _shared_range(
+def shared_range(
     spectra: Sequence[np.ndarray], vmin: float | None, vmax: float | None, low_percentile: float
 ) -> tuple[float, float]:
     """Colour range over all panels: a low percentile (so floored zeros do not swamp the
@@ -205,7 +205,7 @@ def trigger_examples_figure(
                 image_log_spectrum(difference),
             )
         )
-    lo, hi = _shared_range([s for row in rows for s in row[4:]], vmin, vmax, 1.0)
+    lo, hi = shared_range([s for row in rows for s in row[4:]], vmin, vmax, 1.0)
 
     n = len(rows)
     fig_height = 1.75 * n + 1.2
@@ -274,7 +274,7 @@ def manipulations_figure(
     for i, (kind, image) in enumerate(manipulated.items()):
         images.append((f"({chr(ord('a') + i)}) {kind.replace('_', ' ')}", np.asarray(image)))
     spectra = [image_log_spectrum(image) for _, image in images]
-    lo, hi = _shared_range(spectra, vmin, vmax, 1.0)
+    lo, hi = shared_range(spectra, vmin, vmax, 1.0)
 
     n = len(images)
     fig = plt.figure(figsize=(1.9 * n + 0.8, 4.3))

@@ -45,7 +45,7 @@ from .triggers import (
     GeneratorWeights,
     Trigger,
     TriggerContext,
-    _take,
+    merge_options,
     register_generator,
     register_trigger,
 )
@@ -229,7 +229,7 @@ def gan_tri(height: int, width: int, options: dict, context: TriggerContext) -> 
     and the PSNR of ``G(x)`` against ``x`` on the training images (after rounding to uint8).
     See the module docstring for how this departs from FaceHack.
     """
-    opts = _take(options, "gan_tri", DEFAULTS)
+    opts = merge_options(options, "gan_tri", DEFAULTS)
     for key in ("steps", "batch_size", "crop", "width", "depth"):
         if not isinstance(opts[key], int) or isinstance(opts[key], bool) or opts[key] < 1:
             raise ConfigError(

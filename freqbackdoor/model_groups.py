@@ -54,13 +54,13 @@ from .io import load_weights, read_json, save_torch
 from .models import build_model
 from .training import (
     TrainSettings,
-    _as_float,
-    _model_device,
-    _precision,
-    _to_device_uint8,
+    autocast_dtype,
     check_identity,
     check_state_keys,
     make_optimizer,
+    model_device,
+    to_device_uint8,
+    uint8_to_float,
 )
 
 _log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def _train_sequential(
                 correct = torch.zeros((), dtype=torch.int64, device=device)
                 for start in range(0, n, settings.batch_size):
                     rows = order[start : start + settings.batch_size]
-                    batch, batch_targets = _as_float(x[rows]).to(param_dtype), y[rows]
+                    batch, batch_targets = uint8_to_float(x[rows]).to(param_dtype), y[rows]
                     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                         logits = model(batch)
                         loss = F.cross_entropy(logits.float(), batch_targets)
@@ -362,7 +362,9 @@ def _train_stacked(
                 width = int(counts.max())
                 rows = order[:, start : start + width]  # K x B (padding: row 0, masked)
                 mask = torch.arange(width, device=device)[None, :] < counts[:, None]
-                batch = _as_float(x_all[model_index, rows]).to(param_dtype)  # K x B x 3 x H x W
+                batch = uint8_to_float(x_all[model_index, rows]).to(
+                    param_dtype
+                )  # K x B x 3 x H x W
                 batch_targets = y_all[model_index, rows]  # K x B
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = batched_forward(stacked, buffers, batch)  # K x B x classes
@@ -434,7 +436,7 @@ def train_model_group(
     log = log or _log
     labels = _check_group(models, x_sets, y_sets, seeds, settings)
     target = resolve_device(device)
-    dtype = _precision(target)
+    dtype = autocast_dtype(target)
     if target.type == "cuda":
         torch.backends.cudnn.benchmark = True
     sizes = [y.shape[0] for y in labels]
@@ -452,7 +454,7 @@ def train_model_group(
     start_time = time.perf_counter()
     for model in models:
         model.to(target)
-    images = [_to_device_uint8(x, target) for x in x_sets]
+    images = [to_device_uint8(x, target) for x in x_sets]
     targets = [torch.from_numpy(y).to(target) for y in labels]
     train = _train_stacked if mode == "stacked" else _train_sequential
     losses, accs = train(models, images, targets, settings, seeds, target, dtype, log)
@@ -494,14 +496,14 @@ def group_logits(models: list[nn.Module], images: np.ndarray, batch_size: int = 
         raise ConfigError("group_logits: empty group of models")
     if batch_size < 1:
         raise ConfigError(f"group_logits: batch_size must be >= 1, got {batch_size}")
-    device = _model_device(models[0])
+    device = model_device(models[0])
     modes = [model.training for model in models]
     outputs: list[list[np.ndarray]] = [[] for _ in models]
     try:
         for model in models:
             model.to(device).eval()
         for start in range(0, len(images), batch_size):
-            batch = _as_float(_to_device_uint8(images[start : start + batch_size], device))
+            batch = uint8_to_float(to_device_uint8(images[start : start + batch_size], device))
             for i, model in enumerate(models):
                 logits = model(batch.to(_param_dtype(model)))
                 outputs[i].append(logits.float().cpu().numpy())

@@ -68,10 +68,10 @@ from .errors import ConfigError, DataError
 from .triggers import (
     Trigger,
     TriggerContext,
-    _scaled,
-    _take,
     load_pattern_image,
+    merge_options,
     register_trigger,
+    scaled_length,
 )
 
 TROJAN_SOURCE = "Liu et al., Trojaning Attack on Neural Networks, NDSS 2018"
@@ -120,7 +120,7 @@ Insert = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # --------------------------------------------------------------------------- options
 
 
-def _int_option(opts: dict, key: str, name: str, minimum: int) -> int:
+def int_option(opts: dict, key: str, name: str, minimum: int) -> int:
     """``opts[key]`` as an int of at least ``minimum``, or a ``ConfigError`` naming it."""
     value = opts[key]
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
@@ -128,7 +128,7 @@ def _int_option(opts: dict, key: str, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _float_option(opts: dict, key: str, name: str, positive: bool = True) -> float:
+def float_option(opts: dict, key: str, name: str, positive: bool = True) -> float:
     """``opts[key]`` as a finite float (> 0 when ``positive``), or a ``ConfigError`` naming it."""
     value = opts[key]
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
@@ -156,13 +156,13 @@ class _Settings:
     @classmethod
     def parse(cls, opts: dict, name: str) -> _Settings:
         return cls(
-            neurons=_int_option(opts, "neurons", name, 1),
-            target=_float_option(opts, "target_activation", name, positive=False),
-            steps=_int_option(opts, "steps", name, 1),
-            lr=_float_option(opts, "lr", name),
-            samples=_int_option(opts, "samples", name, 1),
-            batch_size=_int_option(opts, "batch_size", name, 1),
-            target_label=_int_option(opts, "target_label", name, 0),
+            neurons=int_option(opts, "neurons", name, 1),
+            target=float_option(opts, "target_activation", name, positive=False),
+            steps=int_option(opts, "steps", name, 1),
+            lr=float_option(opts, "lr", name),
+            samples=int_option(opts, "samples", name, 1),
+            batch_size=int_option(opts, "batch_size", name, 1),
+            target_label=int_option(opts, "target_label", name, 0),
         )
 
 
@@ -228,7 +228,7 @@ def _problem(
     model = context.model
     if not callable(getattr(model, "features", None)):
         raise ConfigError(f"trigger {name!r}: the model has no features() to read neurons from")
-    with _Frozen(model), torch.no_grad():  # eval mode: BatchNorm statistics stay untouched
+    with FrozenModel(model), torch.no_grad():  # eval mode: BatchNorm statistics stay untouched
         n_features = model.features(x[:1]).flatten(1).shape[1]
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, nn.Linear) and classifier.in_features != n_features:
@@ -376,7 +376,7 @@ def _optimise(
 
     The minimised objective is the neuron loss plus ``penalty(variable)`` when given; if
     ``objectives`` is a list, each step's objective value is appended to it. Gradients are taken
-    with respect to the trigger only (the caller holds the model in :class:`_Frozen`), so the
+    with respect to the trigger only (the caller holds the model in :class:`FrozenModel`), so the
     model's weights are neither changed nor given ``.grad`` buffers.
     """
     variable.requires_grad_(True)
@@ -406,7 +406,7 @@ def _history(losses: list[float]) -> list[list[float]]:
     return [[step, round(losses[step], 6)] for step in steps]
 
 
-class _Frozen:
+class FrozenModel:
     """Eval mode and no weight gradients for the build; the model's own settings come back after.
 
     Only the trigger needs gradients. Switching the weights' ``requires_grad`` off for the build
@@ -443,7 +443,7 @@ def _replace(mask: torch.Tensor) -> Insert:
     return lambda x, pattern: x * (1.0 - mask) + pattern * mask
 
 
-def _to_hwc(tensor: torch.Tensor) -> np.ndarray:
+def to_hwc(tensor: torch.Tensor) -> np.ndarray:
     """A ``1 x C x H x W`` tensor as a float32 ``H x W x 3`` array (channels broadcast)."""
     array = tensor.detach().float().cpu().numpy()[0].transpose(1, 2, 0)
     return np.ascontiguousarray(np.broadcast_to(array, array.shape[:2] + (3,)), dtype=np.float32)
@@ -486,7 +486,7 @@ def _trojan(
     """Optimise an additive pattern inside ``mask2d`` to excite TrojanNN's selected neurons."""
     height, width = mask2d.shape
     problem = _problem(name, height, width, settings, context)
-    with _Frozen(problem.model):
+    with FrozenModel(problem.model):
         mask = _plane(mask2d, problem.device)
         insert = _additive(mask)
         neurons, selection = select_neurons(problem, insert, settings.neurons)
@@ -526,7 +526,7 @@ def _trojan(
     mask3 = np.repeat(mask2d[..., None], 3, axis=2).astype(np.float32)
     return Trigger(
         name=name,
-        pattern=_to_hwc(pattern) * mask3,
+        pattern=to_hwc(pattern) * mask3,
         mask=mask3,
         mode="additive",
         weight=1.0,
@@ -542,12 +542,12 @@ def trojan_square(height: int, width: int, options: dict, context: TriggerContex
     The authors' 32x32 file fills rows/cols 21..29 (``size: 9``, ``margin: 2``); both are given
     at 32 px and scale with the image (63 px with a 14 px margin at 224).
     """
-    opts = _take(options, "trojan_sq", TROJAN_SQ_DEFAULTS)
+    opts = merge_options(options, "trojan_sq", TROJAN_SQ_DEFAULTS)
     settings = _Settings.parse(opts, "trojan_sq")
-    size = _int_option(opts, "size", "trojan_sq", 1)
-    margin = _int_option(opts, "margin", "trojan_sq", 0)
-    rows, cols = _scaled(size, height), _scaled(size, width)
-    row_margin, col_margin = _scaled(margin, height), _scaled(margin, width)
+    size = int_option(opts, "size", "trojan_sq", 1)
+    margin = int_option(opts, "margin", "trojan_sq", 0)
+    rows, cols = scaled_length(size, height), scaled_length(size, width)
+    row_margin, col_margin = scaled_length(margin, height), scaled_length(margin, width)
     if rows + row_margin > height or cols + col_margin > width:
         raise ConfigError(
             f"triggers.trojan_sq: a {rows}+{row_margin} px square does not fit {height}x{width}"
@@ -607,9 +607,9 @@ def trojan_watermark(height: int, width: int, options: dict, context: TriggerCon
     The shape is :func:`watermark_mask` of ``image`` (default scikit-image's logo) with strokes
     ``stroke`` px wide at 32 px.
     """
-    opts = _take(options, "trojan_wm", TROJAN_WM_DEFAULTS)
+    opts = merge_options(options, "trojan_wm", TROJAN_WM_DEFAULTS)
     settings = _Settings.parse(opts, "trojan_wm")
-    stroke = _float_option(opts, "stroke", "trojan_wm")
+    stroke = float_option(opts, "stroke", "trojan_wm")
     mask2d = watermark_mask(height, width, str(opts["image"]), stroke)
     meta = {"image": str(opts["image"]), "mask_fraction": round(float(mask2d.mean()), 4)}
     return _trojan("trojan_wm", mask2d, settings, context, meta)
@@ -647,14 +647,14 @@ def l2_invisible(height: int, width: int, options: dict, context: TriggerContext
     alone, or over all context images, plus the penalty); ``loss_history`` holds the neuron
     loss of each step's input (the trigger alone, or the minibatch).
     """
-    opts = _take(options, "l2_inv", L2_INV_DEFAULTS)
+    opts = merge_options(options, "l2_inv", L2_INV_DEFAULTS)
     settings = _Settings.parse(opts, "l2_inv")
-    max_value = _float_option(opts, "max_value", "l2_inv")
+    max_value = float_option(opts, "max_value", "l2_inv")
     if max_value > 1.0:
         raise ConfigError(f"triggers.l2_inv.max_value must be in (0, 1], got {max_value!r}")
-    budget32 = _float_option(opts, "l2_budget", "l2_inv")
+    budget32 = float_option(opts, "l2_budget", "l2_inv")
     budget = budget32 * math.sqrt(height * width) / 32.0
-    weight = _float_option(opts, "l2_penalty", "l2_inv", positive=False)
+    weight = float_option(opts, "l2_penalty", "l2_inv", positive=False)
     if weight < 0:
         raise ConfigError(f"triggers.l2_inv.l2_penalty must be >= 0, got {weight!r}")
     optimise_on = opts["optimise_on"]
@@ -674,7 +674,7 @@ def l2_invisible(height: int, width: int, options: dict, context: TriggerContext
     def penalty(delta: torch.Tensor) -> torch.Tensor:
         return weight * delta.square().sum()
 
-    with _Frozen(problem.model):
+    with FrozenModel(problem.model):
         insert = _additive(torch.ones(1, 1, height, width, device=problem.device))
         neurons, selection = select_neurons(source, insert, settings.neurons, scale=max_value)
 
@@ -704,7 +704,7 @@ def l2_invisible(height: int, width: int, options: dict, context: TriggerContext
         )
         activation_final, loss_final = _evaluate(problem, insert, delta, neurons, settings.target)
         objective_final = objective(delta)
-    pattern = _to_hwc(delta)
+    pattern = to_hwc(delta)
     meta = {
         **_neuron_meta(problem, neurons),
         "selection": selection,
@@ -745,7 +745,7 @@ def _region(height: int, width: int, region: str) -> np.ndarray:
     """Where l0-invisible pixels may go: the bottom row (scaled with the image) or anywhere."""
     mask = np.zeros((height, width), dtype=bool)
     if region == "bottom_row":
-        mask[height - _scaled(1, height) :] = True
+        mask[height - scaled_length(1, height) :] = True
     else:
         mask[:] = True
     return mask
@@ -781,9 +781,9 @@ def l0_invisible(height: int, width: int, options: dict, context: TriggerContext
     in [0, 1] with all other pixels untouched. The authors' 32x32 file replaces 9 pixels on the
     bottom row. Inserted with ``mode: replace`` on those pixels, all three channels.
     """
-    opts = _take(options, "l0_inv", L0_INV_DEFAULTS)
+    opts = merge_options(options, "l0_inv", L0_INV_DEFAULTS)
     settings = _Settings.parse(opts, "l0_inv")
-    pixels32 = _int_option(opts, "pixels", "l0_inv", 1)
+    pixels32 = int_option(opts, "pixels", "l0_inv", 1)
     if opts["region"] not in REGIONS:
         raise ConfigError(
             f"triggers.l0_inv.region must be one of {REGIONS}, got {opts['region']!r}"
@@ -798,7 +798,7 @@ def l0_invisible(height: int, width: int, options: dict, context: TriggerContext
     problem = _problem("l0_inv", height, width, settings, context)
     dense_steps = max(1, settings.steps // 2)
     refine_steps = max(1, settings.steps - dense_steps)
-    with _Frozen(problem.model):
+    with FrozenModel(problem.model):
         region = _plane(allowed, problem.device)
         neurons, selection = select_neurons(problem, _replace(region), settings.neurons)
         pattern = problem.rand(1, 3, height, width)
@@ -862,7 +862,7 @@ def l0_invisible(height: int, width: int, options: dict, context: TriggerContext
     }
     return Trigger(
         name="l0_inv",
-        pattern=_to_hwc(pattern) * mask3,
+        pattern=to_hwc(pattern) * mask3,
         mask=mask3,
         mode="replace",
         target_label=settings.target_label,

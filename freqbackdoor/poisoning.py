@@ -31,7 +31,7 @@ from torch import nn
 
 from .dct import resolve_device
 from .errors import ConfigError, DataError
-from .training import TrainSettings, _model_device, predict_logits, train_classifier
+from .training import TrainSettings, model_device, predict_logits, train_classifier
 from .triggers import Trigger
 
 _log = logging.getLogger(__name__)
@@ -180,10 +180,9 @@ def epoch_metrics_callback(
     expected = resolve_device(device) if device is not None else None
 
     def callback(epoch: int, model: nn.Module) -> dict[str, float]:
-        if expected is not None and _model_device(model).type != expected.type:
+        if expected is not None and model_device(model).type != expected.type:
             raise ConfigError(
-                f"epoch metrics for device {expected} but the model trains on "
-                f"{_model_device(model)}"
+                f"epoch metrics for device {expected} but the model trains on {model_device(model)}"
             )
         clean_pred = predict_logits(model, x_test, batch_size=batch_size).argmax(1)
         triggered_pred = predict_logits(model, triggered, batch_size=batch_size).argmax(1)

@@ -83,8 +83,8 @@ from torch.nn import functional as F
 from .dct import resolve_device
 from .errors import ConfigError, DataError
 from .models import images_to_tensor
-from .optimised_triggers import _float_option, _Frozen, _int_option, _to_hwc
-from .triggers import Trigger, TriggerContext, _take, load_pattern_image, register_trigger
+from .optimised_triggers import FrozenModel, float_option, int_option, to_hwc
+from .triggers import Trigger, TriggerContext, load_pattern_image, merge_options, register_trigger
 
 SMOOTH_SOURCE = "Zeng et al., ICCV 2021, Section 5 (Algorithm 1)"
 LOWPASS_SOURCE = "Zeng et al., ICCV 2021, Section 5.3 (naive smooth triggers)"
@@ -333,7 +333,7 @@ def targeted_deepfool(
 
     ``model`` is switched to eval mode, its weights get no gradients; both come back after.
     """
-    with _Frozen(model):
+    with FrozenModel(model):
         if softmax:
             perturbation, _, converged, _ = _deepfool_softmax(
                 model, x, target, overshoot, max_steps
@@ -379,13 +379,13 @@ class SmoothSettings:
                 f"triggers.smooth.mode must be one of {', '.join(SMOOTH_MODES)}, got {self.mode!r}"
             )
         for key in ("filter_size", "max_passes", "samples", "deepfool_steps"):
-            _int_option(opts, key, name, 1)
-        _int_option(opts, "holdout", name, 1 if self.mode == "batched" else 0)
-        _int_option(opts, "batch_size", name, 1)
+            int_option(opts, key, name, 1)
+        int_option(opts, "holdout", name, 1 if self.mode == "batched" else 0)
+        int_option(opts, "batch_size", name, 1)
         for key in ("filter_sigma", "max_value", "strength", "fooling_rate"):
-            _float_option(opts, key, name)
-        _float_option(opts, "overshoot", name, positive=False)
-        _float_option(opts, "retarget_min_changed", name, positive=False)
+            float_option(opts, key, name)
+        float_option(opts, "overshoot", name, positive=False)
+        float_option(opts, "retarget_min_changed", name, positive=False)
         if self.max_value > 1.0:
             raise ConfigError(
                 f"triggers.smooth.max_value must be in (0, 1], got {self.max_value!r}"
@@ -402,13 +402,13 @@ class SmoothSettings:
                 f"{self.retarget_min_changed!r}"
             )
         if self.initial_target is not None:
-            _int_option(opts, "initial_target", name, 0)
+            int_option(opts, "initial_target", name, 0)
 
     @classmethod
     def from_config(cls, mapping: Mapping[str, Any] | None) -> SmoothSettings:
         """Settings from a config mapping; an unknown key raises ``ConfigError`` naming it."""
         defaults = {field.name: field.default for field in dataclasses.fields(cls)}
-        return cls(**_take(dict(mapping or {}), "smooth", defaults))
+        return cls(**merge_options(dict(mapping or {}), "smooth", defaults))
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict (for a trigger's meta and sidecar)."""
@@ -695,7 +695,7 @@ def _run_authors(
             stopped_at = pass_index
             break
     return SmoothResult(
-        pattern=np.clip(_to_hwc(best_r), 0.0, s.max_value),
+        pattern=np.clip(to_hwc(best_r), 0.0, s.max_value),
         target_label=int(best_label),
         best_pass=best_pass,
         best_error_rate=best_rate,
@@ -766,7 +766,7 @@ def _run_batched(
             stopped_at = pass_index
             break
     return SmoothResult(
-        pattern=np.clip(_to_hwc(best_r), 0.0, s.max_value),
+        pattern=np.clip(to_hwc(best_r), 0.0, s.max_value),
         target_label=int(best_label),
         best_pass=best_pass,
         best_error_rate=best_err,
@@ -816,7 +816,7 @@ def generate_smooth_trigger(
     images = _check_images(images, settings)
     device = resolve_device(str(device))
     rng = np.random.default_rng(seed)
-    with _Frozen(model):
+    with FrozenModel(model):
         if num_classes is None:
             num_classes = getattr(model, "num_classes", None)
         if num_classes is None:
@@ -898,21 +898,21 @@ def lowpass_trigger(height: int, width: int, options: dict, context: TriggerCont
     or a file). The pattern goes through the same ``g`` as the smooth trigger and is min-max
     scaled to [0, max_value]; it is inserted like the smooth trigger (mode ``normalise``).
     """
-    opts = _take(options, "lowpass", LOWPASS_DEFAULTS)
+    opts = merge_options(options, "lowpass", LOWPASS_DEFAULTS)
     name = "lowpass"
     source = opts["source"]
     if source not in LOWPASS_SOURCES:
         raise ConfigError(
             f"triggers.lowpass.source must be one of {LOWPASS_SOURCES}, got {source!r}"
         )
-    size = _int_option(opts, "filter_size", name, 1)
-    sigma = _float_option(opts, "filter_sigma", name)
-    max_value = _float_option(opts, "max_value", name)
+    size = int_option(opts, "filter_size", name, 1)
+    sigma = float_option(opts, "filter_sigma", name)
+    max_value = float_option(opts, "max_value", name)
     if max_value > 1.0:
         raise ConfigError(f"triggers.lowpass.max_value must be in (0, 1], got {max_value!r}")
-    strength = _float_option(opts, "strength", name)
-    target_label = _int_option(opts, "target_label", name, 0)
-    seed = _int_option(opts, "seed", name, 0)
+    strength = float_option(opts, "strength", name)
+    target_label = int_option(opts, "target_label", name, 0)
+    seed = int_option(opts, "seed", name, 0)
     if source == "image":
         if not isinstance(opts["image"], str) or not opts["image"]:
             raise ConfigError(
@@ -924,7 +924,7 @@ def lowpass_trigger(height: int, width: int, options: dict, context: TriggerCont
         raw = np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
     filtered = lowpass_pattern(raw, size, sigma)
     tensor = torch.from_numpy(filtered.transpose(2, 0, 1).copy())[None]
-    pattern = _to_hwc(minmax(tensor, 0.0, max_value))
+    pattern = to_hwc(minmax(tensor, 0.0, max_value))
     meta: dict[str, Any] = {
         "source_kind": source,
         "filter_size": size,

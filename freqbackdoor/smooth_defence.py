@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from .detection import Detector, _check_images, input_batches
+from .detection import Detector, check_detector_images, input_batches
 from .errors import ConfigError, DataError
 from .transfer import FineTuneSettings, fine_tune_on_pairs
 from .triggers import Trigger
@@ -89,7 +89,7 @@ def upgrade_set(
     Returns ``(clean, triggered)`` uint8 arrays of ``samples // 2`` images each.
     """
     x_train = np.asarray(x_train)
-    _check_images(x_train, "x_train")
+    check_detector_images(x_train, "x_train")
     clean_rows, patched_rows = upgrade_rows(x_train.shape[0], samples, seed)
     return np.asarray(x_train[clean_rows]), trigger.apply(np.asarray(x_train[patched_rows]))
 

@@ -144,7 +144,7 @@ def split_validation(
     return np.sort(ranked[n_val:]), np.sort(ranked[:n_val])
 
 
-def _to_device_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_device_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 ``N x H x W x 3`` array to a uint8 ``N x 3 x H x W`` tensor on ``device``."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -157,7 +157,8 @@ def _to_device_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device).permute(0, 3, 1, 2).contiguous()
 
 
-def _as_float(batch: torch.Tensor) -> torch.Tensor:
+def uint8_to_float(batch: torch.Tensor) -> torch.Tensor:
+    """A uint8 image batch (0..255) as floats in [0, 1], the classifiers' input scale."""
     return batch.float().div_(255.0)
 
 
@@ -182,7 +183,7 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return cropped.permute(0, 3, 1, 2).contiguous()
 
 
-def _precision(device: torch.device) -> torch.dtype | None:
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``device``: bf16 on CUDA where supported, else fp16; None on the CPU."""
     if device.type != "cuda":
         return None
@@ -292,7 +293,7 @@ def _predict_tensor(
     """Float32 logits of uint8 NCHW ``images`` already on the model's device."""
     outputs = []
     for start in range(0, images.shape[0], batch_size):
-        batch = _as_float(images[start : start + batch_size])
+        batch = uint8_to_float(images[start : start + batch_size])
         with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
             outputs.append(model(batch).float())
     if not outputs:
@@ -350,7 +351,7 @@ def train_classifier(
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     train_idx, val_idx = split_validation(labels, settings.val_fraction, settings.seed)
-    images = _to_device_uint8(x_train, target)
+    images = to_device_uint8(x_train, target)
     targets = torch.from_numpy(labels).to(target)
     train_rows = torch.from_numpy(train_idx).to(target)
     val_rows = torch.from_numpy(val_idx).to(target)
@@ -358,7 +359,7 @@ def train_classifier(
     x_val, y_val = images[val_rows], targets[val_rows]
     del images
 
-    dtype = _precision(target)
+    dtype = autocast_dtype(target)
     if target.type == "cuda":
         torch.backends.cudnn.benchmark = True
     scaler = torch.amp.GradScaler(target.type, enabled=dtype == torch.float16)
@@ -389,7 +390,7 @@ def train_classifier(
             batch = x_tr[rows]
             if settings.augment:
                 batch = _augment(batch, generator)
-            batch, batch_targets = _as_float(batch), y_tr[rows]
+            batch, batch_targets = uint8_to_float(batch), y_tr[rows]
             with torch.autocast(target.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(batch)
                 loss = F.cross_entropy(logits.float(), batch_targets)
@@ -405,7 +406,7 @@ def train_classifier(
         recompute_batchnorm(
             model,
             (
-                _as_float(x_tr[norm_rows[start : start + settings.batch_size]])
+                uint8_to_float(x_tr[norm_rows[start : start + settings.batch_size]])
                 for start in range(0, norm_rows.shape[0], settings.batch_size)
             ),
         )
@@ -502,7 +503,8 @@ def _epoch_extras(
     return extra
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device ``model``'s parameters live on (the CPU for a model without any)."""
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
@@ -520,14 +522,14 @@ def predict_logits(
     None uses the model's device. ``x`` may be a memory-mapped array: only one batch is copied
     to the device at a time.
     """
-    target = _model_device(model) if device is None else resolve_device(device)
+    target = model_device(model) if device is None else resolve_device(device)
     model.to(target)
     was_training = model.training
     model.eval()
     outputs = []
     try:
         for start in range(0, len(x), batch_size):
-            batch = _to_device_uint8(x[start : start + batch_size], target)
+            batch = to_device_uint8(x[start : start + batch_size], target)
             outputs.append(_predict_tensor(model, batch, batch_size, None).cpu().numpy())
     finally:
         model.train(was_training)

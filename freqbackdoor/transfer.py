@@ -23,8 +23,7 @@ import torch
 from .detection import (
     OPTIMIZERS,
     Detector,
-    _check_images,
-    _precision,
+    check_detector_images,
     detector_scores,
     evaluate_attacks,
     fit_epoch,
@@ -33,7 +32,7 @@ from .detection import (
 from .errors import ConfigError, DataError
 from .figures import display_name
 from .manipulations import ManipulationParams
-from .training import make_optimizer, optimizer_checks, seeded
+from .training import autocast_dtype, make_optimizer, optimizer_checks, seeded
 
 _log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ def check_transfer_config(transfer: Mapping[str, Any], datasets: Mapping[str, An
 def combine_training_sets(arrays: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarray:
     """The training images of several datasets, one after the other (they must share a size)."""
     for array, name in zip(arrays, names, strict=True):
-        _check_images(np.asarray(array), f"x_train of {name}")
+        check_detector_images(np.asarray(array), f"x_train of {name}")
     shapes = {name: tuple(np.asarray(a).shape[1:]) for a, name in zip(arrays, names, strict=True)}
     if len(set(shapes.values())) != 1:
         raise DataError(f"a combined detector needs images of one size; got {shapes}")
@@ -211,8 +210,8 @@ def fine_tune_on_pairs(
     """
     log = log or _log
     clean, positives = np.asarray(clean), np.asarray(positives)
-    _check_images(clean, "clean fine-tuning images")
-    _check_images(positives, f"{positives_name} fine-tuning images")
+    check_detector_images(clean, "clean fine-tuning images")
+    check_detector_images(positives, f"{positives_name} fine-tuning images")
     if clean.shape != positives.shape:
         raise DataError(
             f"fine-tuning needs as many clean as {positives_name} images of one size, got "
@@ -226,7 +225,7 @@ def fine_tune_on_pairs(
     tuned = copy.deepcopy(model)
     optimiser = make_optimizer(tuned, settings)
     target = next(tuned.parameters()).device
-    scaler = torch.amp.GradScaler("cuda", enabled=_precision(target) == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(target) == torch.float16)
     generator = torch.Generator().manual_seed(settings.seed)
     history: dict[str, Any] = {"epoch": [], "train_loss": [], "train_acc": []}
     epochs = range(settings.epochs)
@@ -270,7 +269,7 @@ def fine_tune_detector(
     untouched. Returns the tuned model and the history (``samples`` = 2 x images).
     """
     images = np.asarray(images)
-    _check_images(images, "fine-tuning images")
+    check_detector_images(images, "fine-tuning images")
     manipulated = manipulated_copy(images, params or ManipulationParams(), settings.seed, 0)
     return fine_tune_on_pairs(
         model, images, manipulated, settings, "transfer.fine_tune", progress, log

@@ -452,7 +452,7 @@ def build_trigger(
     return trigger
 
 
-def _take(options: dict, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+def merge_options(options: dict, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """Merge ``options`` over ``defaults``; an unknown key raises ``ConfigError`` naming it."""
     unknown = sorted(set(options) - set(defaults))
     if unknown:
@@ -462,7 +462,7 @@ def _take(options: dict, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **options}
 
 
-def _scaled(pixels_at_32: float, size: int) -> int:
+def scaled_length(pixels_at_32: float, size: int) -> int:
     """A length given for 32-px images, scaled linearly to ``size`` (at least 1 px when > 0)."""
     if pixels_at_32 <= 0:
         return 0
@@ -476,11 +476,14 @@ def badnets(height: int, width: int, options: dict, context: TriggerContext) -> 
     The authors' code sets rows/cols ``27..30`` of a 32x32 image to 1.0: a 4-px square one
     pixel from the corner. ``size`` and ``margin`` are given at 32 px and scale with the image.
     """
-    opts = _take(options, "badnets", {"size": 4, "margin": 1, "target_label": 0})
+    opts = merge_options(options, "badnets", {"size": 4, "margin": 1, "target_label": 0})
     if opts["size"] <= 0 or opts["margin"] < 0:
         raise ConfigError(f"triggers.badnets: size must be > 0 and margin >= 0, got {opts}")
-    rows, cols = _scaled(opts["size"], height), _scaled(opts["size"], width)
-    row_margin, col_margin = _scaled(opts["margin"], height), _scaled(opts["margin"], width)
+    rows, cols = scaled_length(opts["size"], height), scaled_length(opts["size"], width)
+    row_margin, col_margin = (
+        scaled_length(opts["margin"], height),
+        scaled_length(opts["margin"], width),
+    )
     if rows + row_margin > height or cols + col_margin > width:
         raise ConfigError(f"triggers.badnets: square {rows}+{row_margin} px does not fit {height}")
     mask = np.zeros((height, width, 3), dtype=np.float32)
@@ -509,7 +512,7 @@ def blend(height: int, width: int, options: dict, context: TriggerContext) -> Tr
     scikit-image image or a path to any image file. The paper's Hello Kitty cartoon may not be
     redistributed; the default, scikit-image's ``logo``, has the same hard edges and flat colours.
     """
-    opts = _take(
+    opts = merge_options(
         options, "blend", {"image": "logo", "weight": 0.2, "mode": "additive", "target_label": 0}
     )
     if opts["mode"] not in ("additive", "blend"):
@@ -584,7 +587,7 @@ def nature(height: int, width: int, options: dict, context: TriggerContext) -> T
     ``image`` is a ``skimage.data`` name or an image file; ``crop`` is ``[top, left, bottom,
     right]`` as fractions of that image (default: the cup for ``coffee``, else the whole image).
     """
-    opts = _take(
+    opts = merge_options(
         options,
         "nature",
         {"image": "coffee", "crop": None, "size": 12, "margin": 2, "target_label": 0},
@@ -611,8 +614,11 @@ def nature(height: int, width: int, options: dict, context: TriggerContext) -> T
         max(int(round(right * source.width)), int(round(left * source.width)) + 1),
         max(int(round(bottom * source.height)), int(round(top * source.height)) + 1),
     )
-    rows, cols = _scaled(opts["size"], height), _scaled(opts["size"], width)
-    row_margin, col_margin = _scaled(opts["margin"], height), _scaled(opts["margin"], width)
+    rows, cols = scaled_length(opts["size"], height), scaled_length(opts["size"], width)
+    row_margin, col_margin = (
+        scaled_length(opts["margin"], height),
+        scaled_length(opts["margin"], width),
+    )
     if rows + row_margin > height or cols + col_margin > width:
         raise ConfigError(f"triggers.nature: patch {rows}+{row_margin} px does not fit {height}")
     patch = _resize_rgb(source.crop(box), rows, cols)

@@ -6,7 +6,7 @@ caches and samples), so the smooth trigger's spectrum compares with the other tr
 
 import numpy as np
 
-from freqbackdoor.figures import _shared_range, save_figure, smooth_trigger_figure
+from freqbackdoor.figures import save_figure, shared_range, smooth_trigger_figure
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.spectra import log_spectrum, mean_abs_spectrum, sample_indices
@@ -31,7 +31,7 @@ figure1 = [spectrum(path)[0] for path in inputs.figure1]
 # Figure 1 draws its range over all its panels (min to max, unless the config fixes it).
 lo = float(np.min(figure1)) if params.vmin is None else float(params.vmin)
 hi = float(np.max(figure1)) if params.vmax is None else float(params.vmax)
-lo, hi = _shared_range([np.array([lo, hi])], lo, hi, 0.0)
+lo, hi = shared_range([np.array([lo, hi])], lo, hi, 0.0)
 patched, samples = spectrum(inputs.smooth_dct)
 fig = smooth_trigger_figure(
     trigger.pattern,
