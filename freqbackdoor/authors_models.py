@@ -409,17 +409,6 @@ def authors_meta(name: str) -> dict[str, Any]:
     return meta
 
 
-def verified_conversion(name: str, source: str | os.PathLike) -> nn.Module:
-    """:func:`convert_keras_model` of ``source`` after checking it is the published file."""
-    spec = authors_model(name)
-    digest = sha256_file(source)
-    if digest != spec.sha256:
-        raise DataError(
-            f"{source}: sha256 {digest} is not the published {spec.sha256} of {spec.file}"
-        )
-    return convert_keras_model(source, spec.name)
-
-
 def import_authors_model(
     name: str,
     source: str | os.PathLike,
@@ -428,7 +417,13 @@ def import_authors_model(
 ) -> dict[str, Any]:
     """Convert the verified file ``source`` of model ``name`` into a project checkpoint with
     its sidecar (:func:`authors_meta`); returns the sidecar."""
-    model = verified_conversion(name, source)
+    spec = authors_model(name)
+    digest = sha256_file(source)
+    if digest != spec.sha256:
+        raise DataError(
+            f"{source}: sha256 {digest} is not the published {spec.sha256} of {spec.file}"
+        )
+    model = convert_keras_model(source, spec.name)
     return save_checkpoint(model, checkpoint, sidecar, authors_meta(name))
 
 

@@ -11,10 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from .figures import display_name
-from .metrics import paired_difference
+from .metrics import paired_difference, roc_auc
 
 PERCENT_COLUMNS = ("acc", "bdr", "fpr")
 
@@ -25,6 +24,19 @@ def _label(attack: str) -> str:
 
 def _interval(value: float, low: float, high: float, digits: int = 2) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _rates(m: pd.Series, suffix: str, auc_interval: bool = False) -> dict[str, float]:
+    """ACC, BDR and FPR of one metrics row in percent with their intervals, keys ``<rate><suffix>``
+    (``bdr_star``, ``bdr_star_low``, ...), and with ``auc_interval`` its AUC with interval."""
+    row = {}
+    for key in PERCENT_COLUMNS:
+        for bound in ("", "_low", "_high"):
+            row[f"{key}{suffix}{bound}"] = 100 * m[f"{key}{bound}"]
+    if auc_interval:
+        for bound in ("", "_low", "_high"):
+            row[f"auc{suffix}{bound}"] = m[f"auc{bound}"]
+    return row
 
 
 def table1_frame(
@@ -54,30 +66,15 @@ def table1_frame(
                 "n_clean": int(m.n_clean),
                 "threshold": float(m.threshold),
             }
-            for key in PERCENT_COLUMNS:
-                row[key] = 100 * m[key]
-                row[f"{key}_low"] = 100 * m[f"{key}_low"]
-                row[f"{key}_high"] = 100 * m[f"{key}_high"]
+            row.update(_rates(m, ""))
             for key in ("f1", "auc"):
-                row[key] = m[key]
-                row[f"{key}_low"] = m[f"{key}_low"]
-                row[f"{key}_high"] = m[f"{key}_high"]
+                for bound in ("", "_low", "_high"):
+                    row[f"{key}{bound}"] = m[f"{key}{bound}"]
             if pixel is not None and attack in pixel.index:
-                p = pixel.loc[attack]
-                for key in ("acc", "bdr", "fpr"):
-                    row[f"{key}_star"] = 100 * p[key]
-                    row[f"{key}_star_low"] = 100 * p[f"{key}_low"]
-                    row[f"{key}_star_high"] = 100 * p[f"{key}_high"]
-                row["auc_star"] = p["auc"]
+                row.update(_rates(pixel.loc[attack], "_star"))
+                row["auc_star"] = pixel.loc[attack, "auc"]
             if published is not None and attack in published.index:
-                a = published.loc[attack]
-                for key in ("acc", "bdr", "fpr"):
-                    row[f"{key}_authors"] = 100 * a[key]
-                    row[f"{key}_authors_low"] = 100 * a[f"{key}_low"]
-                    row[f"{key}_authors_high"] = 100 * a[f"{key}_high"]
-                row["auc_authors"] = a["auc"]
-                row["auc_authors_low"] = a["auc_low"]
-                row["auc_authors_high"] = a["auc_high"]
+                row.update(_rates(published.loc[attack], "_authors", auc_interval=True))
             rows.append(row)
     return pd.DataFrame.from_records(rows)
 
@@ -360,12 +357,7 @@ def detector_comparison(
                     "threshold": threshold,
                     "bdr": 100 * float((triggered >= threshold).mean()),
                     "fpr": 100 * float((clean >= threshold).mean()),
-                    "auc": float(
-                        roc_auc_score(
-                            np.r_[np.zeros(clean.size), np.ones(triggered.size)],
-                            np.r_[clean, triggered],
-                        )
-                    ),
+                    "auc": roc_auc(clean, triggered),
                 }
                 if not is_ours:
                     base = (our_scores["clean"], our_scores[f"triggered_{attack}"])

@@ -104,6 +104,13 @@ def _auc_rank(clean: np.ndarray, triggered: np.ndarray) -> np.ndarray:
     return (rank_sum - n_triggered * (n_triggered + 1) / 2.0) / (n_triggered * n_clean)
 
 
+def roc_auc(clean_scores: Any, triggered_scores: Any) -> float:
+    """ROC AUC of separating triggered from clean scores (ties count half), as roc_auc_score."""
+    clean = _scores(clean_scores, "clean_scores")
+    triggered = _scores(triggered_scores, "triggered_scores")
+    return float(_auc_rank(clean, triggered))
+
+
 def _bootstrap(
     clean: np.ndarray, triggered: np.ndarray, threshold: float, n_boot: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -22,14 +22,14 @@ from .authors_models import (
     AUTHORS_MODELS,
     authors_meta,
     authors_model_file,
-    verified_conversion,
+    convert_keras_model,
 )
 from .datasets import IMAGE_EXTENSIONS, image_files, load_image
 from .dct import resolve_device
 from .detection import Detector, detector_scores, resize_images
 from .errors import DataError
 from .io import load_npy
-from .training import load_checkpoint
+from .training import load_checkpoint, model_description
 
 COLUMNS = ["file", "score", "flagged", "error"]
 DEFAULT_THRESHOLD = 0.5  # the paper's fixed threshold, used when no calibration is recorded
@@ -150,17 +150,9 @@ def authors_detector(
         known = ", ".join(AUTHORS_MODELS[n].cli_name for n in AUTHORS_DETECTORS)
         raise DataError(f"{name!r} is not one of the authors' detectors ({known})")
     folder = folder or os.environ.get(AUTHORS_FOLDER_ENV) or DEFAULT_AUTHORS_FOLDER
-    model = verified_conversion(key, authors_model_file(key, folder, download=download))
-    model = model.to(resolve_device(device)).eval()
-    meta = {
-        **authors_meta(key),
-        "architecture": model.architecture,
-        "num_classes": 2,
-        "input_size": model.input_size,
-        "model_options": model.options,
-        "domain": model.domain,
-        "checkpoint": AUTHORS_MODELS[key].file,
-    }
+    source = authors_model_file(key, folder, download=download)  # verified by sha256
+    model = convert_keras_model(source, key).to(resolve_device(device)).eval()
+    meta = {**authors_meta(key), **model_description(model), "checkpoint": source.name}
     return model, meta
 
 

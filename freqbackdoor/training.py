@@ -569,6 +569,28 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def model_description(model: nn.Module) -> dict[str, Any]:
+    """What a sidecar says of a model to rebuild it: ``architecture`` (its registry name),
+    ``num_classes``, ``input_size``, ``model_options``, input ``domain`` and ``input_format``,
+    and its trainable ``parameters``."""
+    architecture = getattr(model, "architecture", None)
+    if architecture is None:
+        raise ValueError(f"{type(model).__name__} has no 'architecture' name to rebuild it from")
+    return {
+        "architecture": architecture,
+        "num_classes": int(model.num_classes),
+        "input_size": int(model.input_size),
+        "model_options": dict(getattr(model, "options", {})),
+        "domain": getattr(model, "domain", "pixel"),
+        "input_format": getattr(
+            model,
+            "input_format",
+            "float32 N x 3 x H x W in [0, 1] (freqbackdoor.models.images_to_tensor)",
+        ),
+        "parameters": count_parameters(model),
+    }
+
+
 def save_checkpoint(
     model: nn.Module,
     path: str | os.PathLike,
@@ -587,24 +609,12 @@ def save_checkpoint(
     clash = sorted(set(meta) & set(SIDECAR_KEYS))
     if clash:
         raise ValueError(f"meta may not set the sidecar's own key(s) {', '.join(clash)}")
-    architecture = getattr(model, "architecture", None)
-    if architecture is None:
-        raise ValueError(f"{type(model).__name__} has no 'architecture' name to rebuild it from")
+    description = model_description(model)  # before writing: a nameless model is refused
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     digest = save_torch(path, state)
     sidecar = {
         **meta,
-        "architecture": architecture,
-        "num_classes": int(model.num_classes),
-        "input_size": int(model.input_size),
-        "model_options": dict(getattr(model, "options", {})),
-        "domain": getattr(model, "domain", "pixel"),
-        "input_format": getattr(
-            model,
-            "input_format",
-            "float32 N x 3 x H x W in [0, 1] (freqbackdoor.models.images_to_tensor)",
-        ),
-        "parameters": count_parameters(model),
+        **description,
         "checkpoint": os.path.basename(os.fspath(path)),
         "sha256": digest,
         "torch_version": torch.__version__,

@@ -33,18 +33,19 @@ rule authors_model:
         "../workflow/scripts/authors_model.py"
 
 
-rule authors_detection_scores:
+rule authors_scores:
     input:
-        unpack(authors_detection_inputs),
+        unpack(authors_scores_inputs),
     output:
-        scores="results/detection/{dataset}/authors/{model}/scores.npz",
-        metrics="results/detection/{dataset}/authors/{model}/metrics.csv",
-        roc="results/detection/{dataset}/authors/{model}/roc.csv",
+        scores="results/{stage}/{dataset}/authors/{model}/scores.npz",
+        metrics="results/{stage}/{dataset}/authors/{model}/metrics.csv",
+        roc="results/{stage}/{dataset}/authors/{model}/roc.csv",
     log:
-        "logs/authors_detection_scores/{dataset}/{model}.log",
+        "logs/authors_scores/{stage}/{dataset}/{model}.log",
     benchmark:
-        "results/benchmarks/authors_detection_scores/{dataset}/{model}.tsv"
+        "results/benchmarks/authors_scores/{stage}/{dataset}/{model}.tsv"
     wildcard_constraints:
+        stage="detection|smooth",  # Table 1's test sets, or Section 5's triggers
         model="|".join(AUTHORS_DETECTORS),
     conda:
         ENV
@@ -54,7 +55,7 @@ rule authors_detection_scores:
         runtime=30,
         gpu=gpu_count(),
     params:
-        attacks=lambda wc: attacks_of(wc.dataset),
+        attacks=lambda wc: authors_scored_attacks(wc.stage, wc.dataset),
         label=lambda wc: wc.model,
         domain="dct",
         expect=lambda wc: {
@@ -64,44 +65,6 @@ rule authors_detection_scores:
         },
         threshold=config["detection"]["threshold"],
         target_fpr=None,  # the authors' file records no held-out calibration
-        bootstrap=config["detection"]["bootstrap"],
-        seed=config["seed"],
-        device=config["device"],
-    script:
-        "../workflow/scripts/detection_scores.py"
-
-
-rule authors_smooth_scores:
-    input:
-        unpack(authors_smooth_inputs),
-    output:
-        scores="results/smooth/{dataset}/authors/{model}/scores.npz",
-        metrics="results/smooth/{dataset}/authors/{model}/metrics.csv",
-        roc="results/smooth/{dataset}/authors/{model}/roc.csv",
-    log:
-        "logs/authors_smooth_scores/{dataset}/{model}.log",
-    benchmark:
-        "results/benchmarks/authors_smooth_scores/{dataset}/{model}.tsv"
-    wildcard_constraints:
-        model="|".join(AUTHORS_DETECTORS),
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=gpu_count(),
-    params:
-        attacks=lambda wc: poisoned_triggers(wc.dataset),
-        label=lambda wc: wc.model,
-        domain="dct",
-        expect=lambda wc: {
-            "checkpoint": f"{wc.model}.pt",
-            "dataset": AUTHORS_DATASET,
-            "authors_model": wc.model,
-        },
-        threshold=config["detection"]["threshold"],
-        target_fpr=None,
         bootstrap=config["detection"]["bootstrap"],
         seed=config["seed"],
         device=config["device"],

@@ -1,6 +1,5 @@
 # Helpers shared by every .smk file: dataset and attack lists, input functions, paths.
 import json
-from types import SimpleNamespace
 
 import torch
 
@@ -310,9 +309,8 @@ def transfer_columns(table):
         source, tuned = column["source"], bool(column.get("tune", False))
         paper = "combined" if "+" in source else paper_names()[source]
         sources = [(source, paper)]
-        if (
-            authors_fit and paper == "cifar10"
-        ):  # the authors' own CIFAR-10 detector beside
+        # beside each CIFAR-10 column: the authors' own CIFAR-10 detector
+        if authors_fit and paper == "cifar10":
             sources.append((authors, authors))
         for source, key in sources:
             columns.append(
@@ -748,17 +746,26 @@ def authors_reference(dataset):
     return dataset in AUTHORS["reference_classifier"]
 
 
-def authors_scores_path(dataset, model, name="metrics.csv"):
-    return f"results/detection/{dataset}/authors/{model}/{name}"
+def authors_scores_path(dataset, model, name="metrics.csv", stage="detection"):
+    """A file the authors' detectors write scoring Table 1's test sets (``smooth``: Section 5's)."""
+    return f"results/{stage}/{dataset}/authors/{model}/{name}"
 
 
-def authors_detection_inputs(wildcards):
-    """The converted detector and the dataset's clean and triggered DCT caches."""
+def authors_scored_attacks(stage, dataset):
+    """What the authors' detectors score on ``dataset``: Table 1's attacks (``detection``) or
+    Section 5's triggers (``smooth``)."""
+    return attacks_of(dataset) if stage == "detection" else poisoned_triggers(dataset)
+
+
+def authors_scores_inputs(wildcards):
+    """The converted detector, and the clean and triggered DCT caches it scores."""
+    dataset = wildcards.dataset
     return {
         "model": f"results/authors/{wildcards.model}.pt",
         "meta": f"results/authors/{wildcards.model}.json",
-        **detection_test_inputs(
-            SimpleNamespace(dataset=wildcards.dataset, domain="dct")
+        "clean": f"results/dct/{dataset}/clean.npy",
+        "triggered": dct_paths(
+            dataset, authors_scored_attacks(wildcards.stage, dataset)
         ),
     }
 
@@ -766,16 +773,6 @@ def authors_detection_inputs(wildcards):
 def authors_smooth_datasets():
     """Section 5's datasets the authors' 32 px detectors can read."""
     return [d for d in smooth_datasets() if config["datasets"][d]["size"] == 32]
-
-
-def authors_smooth_inputs(wildcards):
-    """The converted detector and the Section 5 triggers' DCT caches (and the clean one)."""
-    return {
-        "model": f"results/authors/{wildcards.model}.pt",
-        "meta": f"results/authors/{wildcards.model}.json",
-        "clean": f"results/dct/{wildcards.dataset}/clean.npy",
-        "triggered": dct_paths(wildcards.dataset, poisoned_triggers(wildcards.dataset)),
-    }
 
 
 def authors_table_inputs(wildcards):
@@ -803,7 +800,7 @@ def authors_section5_inputs(wildcards):
     return {
         "ours": [f"results/smooth/{d}/detection.csv" for d in datasets],
         "authors": [
-            f"results/smooth/{d}/authors/{m}/metrics.csv"
+            authors_scores_path(d, m, stage="smooth")
             for d in datasets
             for m in authors_detectors_used()
         ],

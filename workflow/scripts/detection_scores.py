@@ -1,4 +1,4 @@
-"""Rules detection_scores and authors_detection_scores: score the clean and every triggered
+"""Rules detection_scores and authors_scores: score the clean and every triggered
 test set with one detector; metrics and ROC points."""
 
 import pandas as pd
