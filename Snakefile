@@ -15,7 +15,7 @@ if not workflow.overwrite_configfiles:
 
 
 # a bad key or value: one line naming it (Snakemake's validate would print the whole schema)
-from freqbackdoor.references import check_schema
+from freqbackdoor.config.references import check_schema
 
 check_schema(config, Path(workflow.basedir) / "config" / "schema.yaml")
 validate(config, "config/schema.yaml")
@@ -79,6 +79,6 @@ onsuccess:
     )
     # the claims' verdicts, when this run (or an earlier one) wrote them
     if Path("results/report/claims.csv").exists():
-        from freqbackdoor.claims import claims_summary, load_claims
+        from freqbackdoor.paper.claims import claims_summary, load_claims
 
         print(claims_summary(load_claims("results/report/claims.csv")))

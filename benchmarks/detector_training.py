@@ -3,7 +3,7 @@
 For Table 7's ``cnn6_kmax128`` at 32x32 and Table 6's ``linear`` at 224x224, on the CPU and on a
 GPU when one is present, measured in one run on the same images:
 
-- ``pipeline``: :func:`freqbackdoor.detection.train_detector` end to end (manipulated copy,
+- ``pipeline``: :func:`freqbackdoor.detection.detector.train_detector` end to end (manipulated copy,
   uint8 gather, DCT on the device, standardisation, forward, backward, Adam step), in training
   samples per second;
 - ``network only``: the same network's forward/backward/step on a batch already on the device,
@@ -23,7 +23,7 @@ import torch
 from input_pipeline import photo_crops
 from torch.nn import functional as F
 
-from freqbackdoor.detection import Detector, DetectorSettings, train_detector
+from freqbackdoor.detection.detector import Detector, DetectorSettings, train_detector
 
 CASES = (("cnn6_kmax128", 32, 2048, 128), ("linear", 224, 256, 64))
 

@@ -24,14 +24,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from freqbackdoor.datasets import load_split, prepare
-from freqbackdoor.dct import dct2, dct2_reference_loop, dct2_torch
-from freqbackdoor.manipulations import (
+from freqbackdoor.data.datasets import load_split, prepare
+from freqbackdoor.detection.manipulations import (
     ManipulationParams,
     apply_manipulations,
     apply_manipulations_loop,
     draw_parameters,
 )
+from freqbackdoor.frequency.dct import dct2, dct2_reference_loop, dct2_torch
 
 LOOP = "authors_fftpack_loop"
 CNN6_CPU_SAMPLES_PER_S = 360.0  # Table 7's cnn6 training throughput on 2 CPU cores (issue 3)

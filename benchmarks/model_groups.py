@@ -1,6 +1,6 @@
 """Models per hour of MNTD-style group training: stacked (``vmap``) against one model at a time.
 
-:func:`freqbackdoor.model_groups.train_model_group` trains K classifiers of MNA's recipe (MNTD's
+:func:`freqbackdoor.models.groups.train_model_group` trains K classifiers of MNA's recipe (MNTD's
 CIFAR-10 network, ``--architecture``), each on its own synthetic uint8 set (N=350 32x32 images
 per model, 10 classes, batch 100, 2 epochs, Adam by default), sequentially and stacked, in the
 same run, on the same kind of data and seeds.
@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from freqbackdoor.dct import resolve_device
-from freqbackdoor.model_groups import train_model_group  # also registers mntd_cifar10
-from freqbackdoor.models import build_model
-from freqbackdoor.training import TrainSettings
+from freqbackdoor.frequency.dct import resolve_device
+from freqbackdoor.models.classifier import build_model
+from freqbackdoor.models.groups import train_model_group  # also registers mntd_cifar10
+from freqbackdoor.models.training import TrainSettings
 
 
 def synthetic_sets(k: int, n: int, size: int, classes: int, seed: int) -> tuple[list, list]:

@@ -37,11 +37,11 @@ import pandas as pd
 import torch
 import yaml
 
-from freqbackdoor.datasets import load_split, prepare
-from freqbackdoor.models import build_model, images_to_tensor
-from freqbackdoor.smooth import SmoothSettings, generate_smooth_trigger, patch_smooth
-from freqbackdoor.spectra import sample_indices
-from freqbackdoor.training import TrainSettings, train_classifier
+from freqbackdoor.data.datasets import load_split, prepare
+from freqbackdoor.frequency.spectra import sample_indices
+from freqbackdoor.models.classifier import build_model, images_to_tensor
+from freqbackdoor.models.training import TrainSettings, train_classifier
+from freqbackdoor.triggers.smooth import SmoothSettings, generate_smooth_trigger, patch_smooth
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 DATASET = "photos32"

@@ -52,7 +52,7 @@ cannot be used, or an output that cannot be written (nothing is written then).
 
 
 def _cmd_triggers(args: argparse.Namespace) -> int:
-    from .triggers import available_triggers, trigger_source
+    from .triggers.registry import available_triggers, trigger_source
 
     for name in available_triggers():
         print(f"{name:12s} {trigger_source(name)}")
@@ -60,7 +60,7 @@ def _cmd_triggers(args: argparse.Namespace) -> int:
 
 
 def _cmd_dct(args: argparse.Namespace) -> int:
-    from .dct import write_dct_cache
+    from .frequency.dct import write_dct_cache
     from .io import load_npy
     from .logs import progress, setup_logging
 
@@ -93,10 +93,7 @@ def _unwritable(output) -> str | None:
 def _cmd_screen(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .errors import DataError
-    from .io import atomic_path, write_json
-    from .logs import progress, setup_logging
-    from .screening import (
+    from .detection.screening import (
         authors_detector,
         choose_threshold,
         is_authors_detector,
@@ -106,6 +103,9 @@ def _cmd_screen(args: argparse.Namespace) -> int:
         screening_summary,
         summary_text,
     )
+    from .errors import DataError
+    from .io import atomic_path, write_json
+    from .logs import progress, setup_logging
 
     setup_logging()
     if args.upgraded and not args.dataset:

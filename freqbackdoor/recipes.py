@@ -51,10 +51,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import mntd
-from .datasets import load_split, prepare
-from .dct import resolve_device
-from .detection import (
+from .data.datasets import load_split, prepare
+from .detection.detector import (
     VALIDATION_ROUND,
     Detector,
     DetectorSettings,
@@ -62,9 +60,13 @@ from .detection import (
     manipulated_copy,
     train_detector,
 )
+from .detection.manipulations import ManipulationParams
+from .detection.transfer import FineTuneSettings, fine_tune_detector, fine_tune_split
+from .detection.upgrade import fine_tune_on_triggered, upgrade_set
 from .errors import ConfigError, DataError
-from .manipulations import ManipulationParams
-from .mna import (
+from .frequency.dct import resolve_device
+from .mna import mntd
+from .mna.meta import (
     MetaSettings,
     auc,
     draw_jumbo_trigger,
@@ -72,13 +74,11 @@ from .mna import (
     model_seed,
     train_meta_classifier,
 )
-from .model_groups import group_logits, train_model_group
-from .models import ReferenceCNN, build_model
-from .poisoning import attack_success_rate, train_poisoned_model
-from .smooth_defence import fine_tune_on_triggered, upgrade_set
-from .training import TrainSettings, accuracy, seeded, train_classifier
-from .transfer import FineTuneSettings, fine_tune_detector, fine_tune_split
-from .triggers import Trigger, TriggerContext, build_trigger, trigger_builder
+from .models.classifier import ReferenceCNN, build_model
+from .models.groups import group_logits, train_model_group
+from .models.poisoning import attack_success_rate, train_poisoned_model
+from .models.training import TrainSettings, accuracy, seeded, train_classifier
+from .triggers.registry import Trigger, TriggerContext, build_trigger, trigger_builder
 
 _log = logging.getLogger(__name__)
 
@@ -696,7 +696,7 @@ def run_poisoned_model(
     """Table 8's classifier trained by ``recipe`` on ``data`` with a patch trigger planted.
 
     A seeded ``smooth.poison_share`` of the training rows gets the config's BadNets patch and
-    its target label (:func:`freqbackdoor.poisoning.train_poisoned_model`). The metric is the
+    its target label (:func:`freqbackdoor.models.poisoning.train_poisoned_model`). The metric is the
     attack success rate on the triggered test images of other classes (chance: the share of
     one class, ``1 / classes``); the clean test accuracy goes to ``extra``.
     """
@@ -754,7 +754,7 @@ def run_transfer_fine_tune(
     """A trained detector fine-tuned by ``recipe`` on another dataset, as Tables 2-4's "+Tune".
 
     ``transfer.budget`` clean test images of ``target_data`` plus one random manipulation of
-    each tune it (:func:`freqbackdoor.transfer.fine_tune_detector`); the other test images,
+    each tune it (:func:`freqbackdoor.detection.transfer.fine_tune_detector`); the other test images,
     clean and freshly manipulated, score it before (``before``) and after (``value``) at
     ``transfer.threshold``.
     """
@@ -796,7 +796,7 @@ def run_smooth_upgrade(
     The patch is ``smooth.lowpass_tune`` (a filtered noise pattern, the trigger of the
     upgrade's first fine-tuning); the fine-tuning set is ``samples`` (default
     ``smooth.upgrade_samples``, capped by the training set) training images, half clean and
-    half patched (:func:`freqbackdoor.smooth_defence.upgrade_set`). The metric is the share of
+    half patched (:func:`freqbackdoor.detection.upgrade.upgrade_set`). The metric is the share of
     patched test images flagged at the detection threshold, before (``before``) and after
     (``value``); its chance level is the tuned detector's flag rate on the clean test images
     (a detector blind to the patch flags patched images as often as clean ones).
@@ -872,9 +872,9 @@ def run_mna_model(
     """One MNA shadow (clean) or target (patch-trojaned) model trained by MNTD's recipe.
 
     As the ``mna_shadow_models`` / ``mna_target_models`` jobs do, through
-    :func:`freqbackdoor.model_groups.train_model_group`; a target model's set has
+    :func:`freqbackdoor.models.groups.train_model_group`; a target model's set has
     ``smooth.poison_share`` poisoned copies of its rows appended
-    (:func:`freqbackdoor.mntd.append_poisoned_copies`). The metric is the clean test accuracy;
+    (:func:`freqbackdoor.mna.mntd.append_poisoned_copies`). The metric is the clean test accuracy;
     a target model's attack success rate goes to ``extra``.
     """
     target = resolve_device(device)
@@ -925,10 +925,10 @@ def small_model_set(
     Each model is ``model_recipe``'s architecture (MNTD's network) behind an average pooling
     of ``downsample`` (so it is cheap), trained by ``model_recipe`` (optimiser, learning rate,
     batch size, epochs) on ``data.x_train``. A trojaned one has poisoned copies appended
-    (:func:`freqbackdoor.mntd.append_poisoned_copies`): of ``trigger`` at ``share`` when given,
+    (:func:`freqbackdoor.mna.mntd.append_poisoned_copies`): of ``trigger`` at ``share`` when given,
     else of a trigger drawn from MNTD's jumbo distribution
-    (:func:`freqbackdoor.mna.draw_jumbo_trigger`) at its drawn share. Seeds come from
-    :func:`freqbackdoor.mna.model_seed` of ``role`` (two roles give disjoint models). Returns
+    (:func:`freqbackdoor.mna.meta.draw_jumbo_trigger`) at its drawn share. Seeds come from
+    :func:`freqbackdoor.mna.meta.model_seed` of ``role`` (two roles give disjoint models). Returns
     the models, their labels (1: trojaned) and a summary (mean clean accuracy, mean ASR of the
     trojaned ones, training seconds and samples).
     """

@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from freqbackdoor.authors_models import (
+from freqbackdoor.authors.models import (
     AUTHORS_DATASET,
     AUTHORS_DETECTORS,
     AUTHORS_MODELS,
@@ -11,13 +11,13 @@ from freqbackdoor.authors_models import (
     models_in_use,
     pipeline_settings,
 )
-from freqbackdoor.datasets import source_fingerprint
-from freqbackdoor.detection import DetectorSettings
-from freqbackdoor.detectors import DETECTORS
-from freqbackdoor.mna import check_mna_config
-from freqbackdoor.references import check_references
-from freqbackdoor.transfer import check_transfer_config
-from freqbackdoor.triggers import trigger_builder, trigger_needs
+from freqbackdoor.data.datasets import source_fingerprint
+from freqbackdoor.detection.detector import DetectorSettings
+from freqbackdoor.detection.architectures import DETECTORS
+from freqbackdoor.mna.meta import check_mna_config
+from freqbackdoor.config.references import check_references
+from freqbackdoor.detection.transfer import check_transfer_config
+from freqbackdoor.triggers.registry import trigger_builder, trigger_needs
 
 RAW = config["raw_dir"]
 DATASETS = list(config["datasets"])
@@ -577,7 +577,7 @@ def mna_group_paths(dataset, role, kind, ext):
 
 def mna_training_settings(dataset):
     """The shadow and target models' recipe, ``mna.training`` (MNTD's; not the reference
-    classifier's): resolved by ``freqbackdoor.mntd.MNTDTraining`` in the job."""
+    classifier's): resolved by ``freqbackdoor.mna.mntd.MNTDTraining`` in the job."""
     return dict(mna_spec(dataset)["training"])
 
 
@@ -660,7 +660,7 @@ def comparison_files():
 
 
 def claims_inputs(wildcards):
-    """Every file freqbackdoor.claims.claims_table reads under this config.
+    """Every file freqbackdoor.paper.claims.claims_table reads under this config.
 
     The same choices: Table 1's detectors and twins, untuned transfer columns from another
     dataset, tuned ones beside their raw detector where the DAG scores it, the Section 5 and

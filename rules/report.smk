@@ -1,5 +1,5 @@
 # The paper-vs-reproduced report: every comparison file in one table; the claims report.
-from freqbackdoor.claims import CONFIG_KEYS as CLAIMS_CONFIG_KEYS
+from freqbackdoor.paper.claims import CONFIG_KEYS as CLAIMS_CONFIG_KEYS
 
 
 rule paper_vs_reproduced:

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from freqbackdoor import authors_models as A
-from freqbackdoor import datasets
-from freqbackdoor.detection import Detector, detector_scores
+from freqbackdoor.authors import models as A
+from freqbackdoor.data import datasets
+from freqbackdoor.detection.detector import Detector, detector_scores
+from freqbackdoor.detection.screening import load_detector
 from freqbackdoor.errors import ChecksumError, ConfigError, DataError
-from freqbackdoor.models import ReferenceCNN, images_to_tensor
-from freqbackdoor.screening import load_detector
-from freqbackdoor.triggers import build_trigger
+from freqbackdoor.models.classifier import ReferenceCNN, images_to_tensor
+from freqbackdoor.triggers.registry import build_trigger
 
 h5py = pytest.importorskip("h5py")
 
@@ -254,7 +254,7 @@ def test_real_detectors_flag_triggers_far_above_their_clean_fpr(tmp_path, embedd
 
 def test_real_classifier_is_pushed_to_label_6_by_the_published_smooth_trigger(embedded_photos):
     """The authors' smooth trigger was searched on this classifier; its dominant label is 6."""
-    from freqbackdoor.official_triggers import fetch_official, official_trigger
+    from freqbackdoor.authors.triggers import fetch_official, official_trigger
 
     model = A.convert_keras_model(_real("authors_cifar10_classifier"), "authors_cifar10_classifier")
     official = Path(AUTHORS_FOLDER).parent / "official-triggers"

@@ -8,8 +8,8 @@ import pytest
 import scipy.stats
 from sklearn.metrics import roc_auc_score
 
-from freqbackdoor import claims
-from freqbackdoor.claims import FAILS, HOLDS, NOT_MEASURED
+from freqbackdoor.paper import claims
+from freqbackdoor.paper.claims import FAILS, HOLDS, NOT_MEASURED
 
 Z = scipy.stats.norm.ppf(0.975)
 

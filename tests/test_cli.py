@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from freqbackdoor.__main__ import main
-from freqbackdoor.dct import dct2
+from freqbackdoor.frequency.dct import dct2
 
 
 def test_help_lists_commands_with_examples():

@@ -1,4 +1,4 @@
-"""freqbackdoor.datasets: every source on small data, offline (file:// URLs, fake torchvision)."""
+"""freqbackdoor.data.datasets: every source on small data, offline (file:// URLs, fake torchvision)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqbackdoor import datasets as D
+from freqbackdoor.data import datasets as D
 from freqbackdoor.errors import ChecksumError, ConfigError, DataError, DownloadError
 from freqbackdoor.io import sha256_array, sha256_file
 

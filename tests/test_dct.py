@@ -7,7 +7,7 @@ import pytest
 import scipy.fft
 import torch
 
-from freqbackdoor import dct
+from freqbackdoor.frequency import dct
 
 
 @pytest.mark.parametrize("shape", [(3, 8, 8, 3), (2, 32, 32, 3), (2, 17, 40, 3), (1, 224, 224, 3)])

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from freqbackdoor.dct import dct2
-from freqbackdoor.detection import (
+from freqbackdoor.detection.detector import (
     Detector,
     DetectorSettings,
     detector_scores,
@@ -16,10 +15,11 @@ from freqbackdoor.detection import (
     train_detector,
     width_point,
 )
+from freqbackdoor.detection.manipulations import ManipulationParams
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.manipulations import ManipulationParams
-from freqbackdoor.training import load_checkpoint, save_checkpoint
-from freqbackdoor.triggers import TriggerContext, build_trigger
+from freqbackdoor.frequency.dct import dct2
+from freqbackdoor.models.training import load_checkpoint, save_checkpoint
+from freqbackdoor.triggers.registry import TriggerContext, build_trigger
 
 
 def test_settings_reject_unknown_keys_and_bad_values():

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from freqbackdoor.detection import evaluate_attacks
-from freqbackdoor.detection_tables import (
+from freqbackdoor.detection.architectures import detector_table
+from freqbackdoor.detection.detector import evaluate_attacks
+from freqbackdoor.paper.detection_tables import (
     PAPER_TABLE7,
     figure6_comparison,
     layer_comparison,
@@ -15,7 +16,6 @@ from freqbackdoor.detection_tables import (
     table5_frame,
     table5_long,
 )
-from freqbackdoor.detectors import detector_table
 
 
 def _metrics(flagged_clean: int, flagged: dict[str, int], n: int = 10) -> pd.DataFrame:
@@ -73,7 +73,10 @@ def test_figure6_comparison_finds_the_separating_width():
 
 
 def test_detector_comparison_sets_other_detectors_against_ours():
-    from freqbackdoor.detection_tables import detector_comparison, detector_comparison_markdown
+    from freqbackdoor.paper.detection_tables import (
+        detector_comparison,
+        detector_comparison_markdown,
+    )
 
     rng = np.random.default_rng(2)
     ours = {"clean": rng.uniform(0, 0.4, 50), "triggered_badnets": rng.uniform(0.3, 1, 50)}
@@ -91,7 +94,7 @@ def test_detector_comparison_sets_other_detectors_against_ours():
 
 
 def test_section5_comparison_puts_the_authors_detectors_beside_our_stages():
-    from freqbackdoor.detection_tables import (
+    from freqbackdoor.paper.detection_tables import (
         section5_detector_comparison,
         section5_detector_markdown,
     )

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-# Importing freqbackdoor.detectors registers the detectors in freqbackdoor.models.MODELS.
-from freqbackdoor.detectors import (
+# Importing freqbackdoor.detection.architectures registers the detectors in freqbackdoor.models.classifier.MODELS.
+from freqbackdoor.detection.architectures import (
     DETECTORS,
     PAPER_PARAMETERS,
     architecture_summary,
@@ -13,7 +13,7 @@ from freqbackdoor.detectors import (
     detector_table_markdown,
 )
 from freqbackdoor.errors import ConfigError
-from freqbackdoor.models import build_model, count_parameters
+from freqbackdoor.models.classifier import build_model, count_parameters
 
 # Table 5 of the paper, trainable parameters for a 32 x 32 x 3 input and 2 outputs, in its order.
 TABLE5_PARAMETERS = {

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from freqbackdoor.figures import (
+from freqbackdoor.detection.manipulations import MANIPULATIONS
+from freqbackdoor.paper.figures import (
     display_name,
     image_log_spectrum,
     manipulations_figure,
@@ -13,7 +14,6 @@ from freqbackdoor.figures import (
     stretch_difference,
     trigger_examples_figure,
 )
-from freqbackdoor.manipulations import MANIPULATIONS
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.gan_trigger import ARCH, UpconvGenerator, psnr
-from freqbackdoor.triggers import (
+from freqbackdoor.triggers.gan import ARCH, UpconvGenerator, psnr
+from freqbackdoor.triggers.registry import (
     GeneratorWeights,
     Trigger,
     TriggerContext,

@@ -1,4 +1,4 @@
-"""The high-frequency band, band energies and the paired bootstrap ratio of freqbackdoor.highfreq."""
+"""The high-frequency band, band energies and the paired bootstrap ratio of freqbackdoor.frequency.highfreq."""
 
 from fractions import Fraction
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from freqbackdoor.dct import dct2
-from freqbackdoor.highfreq import (
+from freqbackdoor.frequency.dct import dct2
+from freqbackdoor.frequency.highfreq import (
     COLUMNS,
     band_energy,
     energy_ratio,
@@ -16,7 +16,7 @@ from freqbackdoor.highfreq import (
     highfreq_markdown,
     highfreq_table,
 )
-from freqbackdoor.triggers import build_trigger
+from freqbackdoor.triggers.registry import build_trigger
 
 
 def smooth_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:

@@ -21,7 +21,7 @@ def private_imports(path: Path) -> list[str]:
 
 
 def test_no_module_imports_another_modules_private_names():
-    files = sorted((ROOT / "freqbackdoor").glob("*.py")) + sorted(
+    files = sorted((ROOT / "freqbackdoor").rglob("*.py")) + sorted(
         (ROOT / "workflow" / "scripts").glob("*.py")
     )
     offenders = {str(p.relative_to(ROOT)): private_imports(p) for p in files}

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from freqbackdoor import manipulations as man
-from freqbackdoor.errors import ConfigError
-from freqbackdoor.manipulations import (
+from freqbackdoor.detection import manipulations as man
+from freqbackdoor.detection.manipulations import (
     MANIPULATIONS,
     ManipulationParams,
     apply_manipulations,
@@ -22,6 +21,7 @@ from freqbackdoor.manipulations import (
     rgb_to_hls,
     shadow_mask,
 )
+from freqbackdoor.errors import ConfigError
 
 PARAMS = ManipulationParams()
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"

@@ -7,10 +7,10 @@ import scipy.stats
 import torch
 from torch import nn
 
-from freqbackdoor.datasets import prepare
+from freqbackdoor.data.datasets import prepare
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.metrics import compare
-from freqbackdoor.mna import (
+from freqbackdoor.mna.meta import (
     MetaClassifier,
     MetaSettings,
     auc,
@@ -28,17 +28,17 @@ from freqbackdoor.mna import (
     train_meta_classifier,
     uses_algorithm1,
 )
-from freqbackdoor.mntd import (
+from freqbackdoor.mna.mntd import (
     MNTDTraining,
     append_poisoned_copies,
     channel_stats,
     target_epochs,
 )
-from freqbackdoor.model_groups import group_logits, train_model_group
-from freqbackdoor.models import build_model, count_parameters
-from freqbackdoor.poisoning import poison_training_set
-from freqbackdoor.smooth import SmoothSettings
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.models.classifier import build_model, count_parameters
+from freqbackdoor.models.groups import group_logits, train_model_group
+from freqbackdoor.models.poisoning import poison_training_set
+from freqbackdoor.triggers.registry import Trigger
+from freqbackdoor.triggers.smooth import SmoothSettings
 
 
 def _draws(seed: int, n: int = 400, size: int = 32, classes: int = 10):
@@ -226,7 +226,7 @@ def test_the_meta_classifier_keeps_its_best_validation_epoch(monkeypatch):
     validation, truth = _zoo(4, 500)
     settings = MetaSettings(queries=2, hidden=4, epochs=4, lr=1e-2, query_init=0.01)
     scripted = iter([0.6, 0.9, 0.7, 0.9])
-    monkeypatch.setattr("freqbackdoor.mna.roc_auc_score", lambda *_: next(scripted))
+    monkeypatch.setattr("freqbackdoor.mna.meta.roc_auc_score", lambda *_: next(scripted))
     meta, history = train_meta_classifier(
         shadow, labels, (3, 8, 8), 3, settings, seed=0, val_models=validation, val_labels=truth
     )

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.model_groups import (
+from freqbackdoor.models.classifier import build_model
+from freqbackdoor.models.groups import (
     StackedOptimizer,
     group_logits,
     load_model_group,
     save_model_group,
     train_model_group,
 )
-from freqbackdoor.models import build_model
-from freqbackdoor.training import TrainSettings, predict_logits
+from freqbackdoor.models.training import TrainSettings, predict_logits
 
 CLASSES = 3
 
@@ -201,7 +201,7 @@ def test_batchnorm_models_of_unequal_sizes_fall_back_to_sequential(caplog):
     xs, ys = _random_sets(2, n=20)
     xs[1], ys[1] = xs[1][:12], ys[1][:12]
     models = [build_model("reference_cnn", CLASSES, 32, seed=i) for i in range(2)]
-    with caplog.at_level(logging.INFO, logger="freqbackdoor.model_groups"):
+    with caplog.at_level(logging.INFO, logger="freqbackdoor.models.groups"):
         history = train_model_group(models, xs, ys, TrainSettings(epochs=1, batch_size=8), [0, 1])
     assert history["mode"] == "sequential"
     assert "BatchNorm" in caplog.text

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from freqbackdoor.errors import ConfigError
-from freqbackdoor.models import (
+from freqbackdoor.models.classifier import (
     ReferenceCNN,
     batchnorm_parameters,
     build_model,

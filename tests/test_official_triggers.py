@@ -14,12 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqbackdoor import official_triggers as official
-from freqbackdoor.dct import dct2
-from freqbackdoor.errors import ChecksumError, ConfigError, DataError, DownloadError
-from freqbackdoor.highfreq import COLUMNS, band_energy, energy_ratio, high_band_mask
-from freqbackdoor.io import sha256_file
-from freqbackdoor.official_triggers import (
+from freqbackdoor.authors import triggers as official
+from freqbackdoor.authors.triggers import (
     OFFICIAL_BASE_URL,
     OFFICIAL_FILES,
     OFFICIAL_REPO_URL,
@@ -29,7 +25,11 @@ from freqbackdoor.official_triggers import (
     official_variant,
     smooth_highfreq_ratios,
 )
-from freqbackdoor.triggers import Trigger, build_trigger
+from freqbackdoor.errors import ChecksumError, ConfigError, DataError, DownloadError
+from freqbackdoor.frequency.dct import dct2
+from freqbackdoor.frequency.highfreq import COLUMNS, band_energy, energy_ratio, high_band_mask
+from freqbackdoor.io import sha256_file
+from freqbackdoor.triggers.registry import Trigger, build_trigger
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official-triggers"
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from freqbackdoor import optimised_triggers as ot
-from freqbackdoor.dct import dct2
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.highfreq import high_band_mask
-from freqbackdoor.models import ReferenceCNN
-from freqbackdoor.triggers import (
+from freqbackdoor.frequency.dct import dct2
+from freqbackdoor.frequency.highfreq import high_band_mask
+from freqbackdoor.models.classifier import ReferenceCNN
+from freqbackdoor.triggers import optimised as ot
+from freqbackdoor.triggers.registry import (
     Trigger,
     TriggerContext,
     available_triggers,

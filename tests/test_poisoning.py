@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.poisoning import (
+from freqbackdoor.models.poisoning import (
     asr_with_rejection,
     attack_success_rate,
     epoch_metrics_callback,
@@ -17,8 +17,8 @@ from freqbackdoor.poisoning import (
     poison_training_set,
     train_poisoned_model,
 )
-from freqbackdoor.training import TrainSettings, train_classifier
-from freqbackdoor.triggers import build_trigger
+from freqbackdoor.models.training import TrainSettings, train_classifier
+from freqbackdoor.triggers.registry import build_trigger
 
 SIZE = 16
 CLASSES = 4

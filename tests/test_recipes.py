@@ -23,10 +23,10 @@ import torch
 import yaml
 
 from freqbackdoor import recipes as R
+from freqbackdoor.detection.transfer import FineTuneSettings
 from freqbackdoor.errors import ConfigError
-from freqbackdoor.mntd import MNTDTraining
-from freqbackdoor.training import TrainSettings
-from freqbackdoor.transfer import FineTuneSettings
+from freqbackdoor.mna.mntd import MNTDTraining
+from freqbackdoor.models.training import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from freqbackdoor.config.references import check_references, check_schema
 from freqbackdoor.errors import ConfigError
-from freqbackdoor.references import check_references, check_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from freqbackdoor.metrics import compare
-from freqbackdoor.report import paper_vs_reproduced, read_comparison, report_markdown, summary
+from freqbackdoor.paper.report import paper_vs_reproduced, read_comparison, report_markdown, summary
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ import pytest
 import torch
 import yaml
 
-from freqbackdoor.detection import DetectorSettings, train_detector
+from freqbackdoor.detection.detector import DetectorSettings, train_detector
+from freqbackdoor.detection.transfer import FineTuneSettings, fine_tune_detector
 from freqbackdoor.errors import DataError
 from freqbackdoor.io import save_npz, save_torch, sha256_file
+from freqbackdoor.models.training import save_checkpoint
 from freqbackdoor.reproducibility import (
     differences,
     file_fingerprint,
@@ -24,8 +26,6 @@ from freqbackdoor.reproducibility import (
     parse,
     without_timing,
 )
-from freqbackdoor.training import save_checkpoint
-from freqbackdoor.transfer import FineTuneSettings, fine_tune_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DETECTOR = "results/detectors/photos32/cnn6_kmax128_dct.pt"

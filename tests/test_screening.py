@@ -9,18 +9,18 @@ import pytest
 from PIL import Image
 
 from freqbackdoor.__main__ import main
-from freqbackdoor.detection import DetectorSettings, train_detector
-from freqbackdoor.errors import DataError
-from freqbackdoor.models import build_model
-from freqbackdoor.screening import (
+from freqbackdoor.detection.detector import DetectorSettings, train_detector
+from freqbackdoor.detection.screening import (
     choose_threshold,
     find_images,
     load_detector,
     pipeline_detector,
     screen_array,
 )
-from freqbackdoor.training import save_checkpoint
-from freqbackdoor.triggers import TriggerContext, build_trigger
+from freqbackdoor.errors import DataError
+from freqbackdoor.models.classifier import build_model
+from freqbackdoor.models.training import save_checkpoint
+from freqbackdoor.triggers.registry import TriggerContext, build_trigger
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ from scipy import ndimage
 from torch import nn
 from torch.nn import functional as F
 
-from freqbackdoor import smooth as smooth_module
-from freqbackdoor.dct import dct2
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.highfreq import band_energy, energy_ratio, high_band_mask
-from freqbackdoor.smooth import (
+from freqbackdoor.frequency.dct import dct2
+from freqbackdoor.frequency.highfreq import band_energy, energy_ratio, high_band_mask
+from freqbackdoor.triggers import smooth as smooth_module
+from freqbackdoor.triggers.registry import Trigger, TriggerContext, build_trigger, trigger_needs
+from freqbackdoor.triggers.smooth import (
     AUTHORS_DEVIATIONS,
     SmoothSettings,
     dominant_label,
@@ -30,7 +31,6 @@ from freqbackdoor.smooth import (
     patch_smooth,
     targeted_deepfool,
 )
-from freqbackdoor.triggers import Trigger, TriggerContext, build_trigger, trigger_needs
 
 SIZE = 16
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -89,7 +89,7 @@ def hf_share(pattern: np.ndarray) -> float:
 
 
 def photo(name: str, size: int = 32) -> np.ndarray:
-    from freqbackdoor.triggers import load_pattern_image
+    from freqbackdoor.triggers.registry import load_pattern_image
 
     return load_pattern_image(name, size, size)
 

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from freqbackdoor.dct import dct2
-from freqbackdoor.detection import Detector, detector_scores, fit_standardisation
-from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.smooth_defence import (
+from freqbackdoor.detection.detector import Detector, detector_scores, fit_standardisation
+from freqbackdoor.detection.transfer import FineTuneSettings
+from freqbackdoor.detection.upgrade import (
     clean_representative,
     cluster_distances,
     detector_features,
@@ -16,8 +15,9 @@ from freqbackdoor.smooth_defence import (
     upgrade_rows,
     upgrade_set,
 )
-from freqbackdoor.transfer import FineTuneSettings
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.errors import ConfigError, DataError
+from freqbackdoor.frequency.dct import dct2
+from freqbackdoor.triggers.registry import Trigger
 
 SIZE = 16
 

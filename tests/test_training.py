@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from freqbackdoor import training
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.io import load_npy, save_npy
-from freqbackdoor.models import build_model, count_parameters
-from freqbackdoor.training import (
+from freqbackdoor.models import training
+from freqbackdoor.models.classifier import build_model, count_parameters
+from freqbackdoor.models.training import (
     TrainSettings,
     accuracy,
     batchnorm_rows,

@@ -5,11 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from freqbackdoor.dct import dct2
-from freqbackdoor.detection import Detector, DetectorSettings, evaluate_attacks, train_detector
-from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.metrics import compare, load_paper_numbers, paper_long
-from freqbackdoor.transfer import (
+from freqbackdoor.detection.detector import (
+    Detector,
+    DetectorSettings,
+    evaluate_attacks,
+    train_detector,
+)
+from freqbackdoor.detection.transfer import (
     FineTuneSettings,
     budget_frame,
     check_disjoint,
@@ -23,6 +25,9 @@ from freqbackdoor.transfer import (
     transfer_markdown,
     transfer_metrics,
 )
+from freqbackdoor.errors import ConfigError, DataError
+from freqbackdoor.frequency.dct import dct2
+from freqbackdoor.metrics import compare, load_paper_numbers, paper_long
 
 
 def _images(n, size=16, seed=0):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.triggers import Trigger, available_triggers, build_trigger, save_preview
+from freqbackdoor.triggers.registry import Trigger, available_triggers, build_trigger, save_preview
 
 
 def test_registry_lists_first_triggers():

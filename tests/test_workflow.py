@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.triggers.registry import Trigger
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

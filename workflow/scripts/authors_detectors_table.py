@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from freqbackdoor.detection_tables import detector_comparison, detector_comparison_markdown
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
+from freqbackdoor.paper.detection_tables import detector_comparison, detector_comparison_markdown
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params

@@ -4,7 +4,7 @@ The file is taken from ``raw_dir/authors_models`` when a copy with the published
 there, else (``authors_models.use: fetch``) downloaded from the authors' repository and checked.
 """
 
-from freqbackdoor.authors_models import authors_model_file, import_authors_model
+from freqbackdoor.authors.models import authors_model_file, import_authors_model
 from freqbackdoor.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])

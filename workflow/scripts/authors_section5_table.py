@@ -2,12 +2,12 @@
 
 import pandas as pd
 
-from freqbackdoor.detection_tables import (
+from freqbackdoor.io import atomic_path
+from freqbackdoor.logs import setup_logging
+from freqbackdoor.paper.detection_tables import (
     section5_detector_comparison,
     section5_detector_markdown,
 )
-from freqbackdoor.io import atomic_path
-from freqbackdoor.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from freqbackdoor.figures import budget_figure, save_figure
+from freqbackdoor.detection.transfer import budget_frame
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.transfer import budget_frame
+from freqbackdoor.paper.figures import budget_figure, save_figure
 
 log = setup_logging(snakemake.log[0])
 spec = snakemake.params.spec

@@ -3,14 +3,14 @@ clean + manipulated training images of one dataset, or of several one after the 
 
 import torch
 
-from freqbackdoor.detection import DetectorSettings, train_detector
+from freqbackdoor.detection.detector import DetectorSettings, train_detector
+from freqbackdoor.detection.manipulations import ManipulationParams
+from freqbackdoor.detection.transfer import combine_training_sets
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
-from freqbackdoor.manipulations import ManipulationParams
 from freqbackdoor.metrics import calibration_record
-from freqbackdoor.models import count_parameters
-from freqbackdoor.training import save_checkpoint
-from freqbackdoor.transfer import combine_training_sets
+from freqbackdoor.models.classifier import count_parameters
+from freqbackdoor.models.training import save_checkpoint
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

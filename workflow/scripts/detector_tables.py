@@ -1,10 +1,10 @@
 """Rule detector_tables: Tables 6 and 7 from the detector definitions, with paper comparisons."""
 
-from freqbackdoor.detection_tables import PAPER_TABLE6, PAPER_TABLE7, layer_comparison
-from freqbackdoor.detectors import detector_table, detector_table_markdown
+from freqbackdoor.detection.architectures import detector_table, detector_table_markdown
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import markdown
+from freqbackdoor.paper.detection_tables import PAPER_TABLE6, PAPER_TABLE7, layer_comparison
 
 log = setup_logging(snakemake.log[0])
 out = snakemake.output

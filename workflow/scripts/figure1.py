@@ -1,9 +1,9 @@
 """Rule figure1: mean DCT spectra of clean and triggered test images as log-scale heatmaps."""
 
-from freqbackdoor.figures import save_figure, spectrum_heatmaps
+from freqbackdoor.frequency.spectra import log_spectrum, mean_abs_spectrum, sample_indices
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.spectra import log_spectrum, mean_abs_spectrum, sample_indices
+from freqbackdoor.paper.figures import save_figure, spectrum_heatmaps
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from freqbackdoor.figures import save_figure, trigger_examples_figure
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.paper.figures import save_figure, trigger_examples_figure
+from freqbackdoor.triggers.registry import Trigger
 
 
 def as_list(paths):

@@ -6,11 +6,11 @@ caches and samples), so the smooth trigger's spectrum compares with the other tr
 
 import numpy as np
 
-from freqbackdoor.figures import save_figure, shared_range, smooth_trigger_figure
+from freqbackdoor.frequency.spectra import log_spectrum, mean_abs_spectrum, sample_indices
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.spectra import log_spectrum, mean_abs_spectrum, sample_indices
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.paper.figures import save_figure, shared_range, smooth_trigger_figure
+from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
 params, inputs = snakemake.params, snakemake.input

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from freqbackdoor.figures import distance_figure, save_figure
 from freqbackdoor.logs import setup_logging
+from freqbackdoor.paper.figures import distance_figure, save_figure
 
 log = setup_logging(snakemake.log[0])
 distances = pd.read_csv(snakemake.input.distances)

@@ -2,15 +2,15 @@
 
 import numpy as np
 
-from freqbackdoor.figures import manipulations_figure, save_figure
-from freqbackdoor.io import load_npy
-from freqbackdoor.logs import setup_logging
-from freqbackdoor.manipulations import (
+from freqbackdoor.detection.manipulations import (
     MANIPULATIONS,
     ManipulationParams,
     apply_manipulations,
     draw_parameters,
 )
+from freqbackdoor.io import load_npy
+from freqbackdoor.logs import setup_logging
+from freqbackdoor.paper.figures import manipulations_figure, save_figure
 
 log = setup_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset

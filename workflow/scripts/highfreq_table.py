@@ -1,6 +1,6 @@
 """Rule highfreq_table: high-frequency band energy of triggered vs clean test images (CSV + Markdown)."""
 
-from freqbackdoor.highfreq import highfreq_markdown, highfreq_table
+from freqbackdoor.frequency.highfreq import highfreq_markdown, highfreq_table
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
 

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from freqbackdoor.dct import resolve_device
+from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import atomic_path, load_npy, write_json
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.mna import (
+from freqbackdoor.mna.meta import (
     MetaSettings,
     auc_summary,
     meta_scores,
@@ -29,8 +29,8 @@ from freqbackdoor.mna import (
     split_rows,
     train_meta_classifier,
 )
-from freqbackdoor.mntd import channel_stats
-from freqbackdoor.model_groups import load_model_group_with_sidecar
+from freqbackdoor.mna.mntd import channel_stats
+from freqbackdoor.models.groups import load_model_group_with_sidecar
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -6,7 +6,7 @@ poisoned with a trigger drawn from MNTD's jumbo distribution, ``smooth`` ones (t
 a low-pass pattern or an Algorithm 1 trigger searched on a benign training shadow model. Target
 models (the attacker's) train on the disjoint target rows: ``clean`` ones, or poisoned with the
 dataset's trigger of that name (the smooth trigger, classic ones) at the Section-5 poison share.
-Every model follows MNTD's recipe (``mna.training``, :mod:`freqbackdoor.mntd`): its network,
+Every model follows MNTD's recipe (``mna.training``, :mod:`freqbackdoor.mna.mntd`): its network,
 Adam, the poisoned copies appended to the clean rows, shadow and target epochs tied by the
 shares. Every model has its own seed; the group trains at once (stacked) or one model after
 another. The sidecar records each model's drawn trigger, clean accuracy and ASR.
@@ -15,10 +15,10 @@ another. The sidecar records each model's drawn trigger, clean accuracy and ASR.
 import numpy as np
 import torch
 
-from freqbackdoor.dct import resolve_device
+from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import load_npy, read_json, write_json
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.mna import (
+from freqbackdoor.mna.meta import (
     algorithm1_trigger,
     draw_jumbo_trigger,
     draw_lowpass_trigger,
@@ -26,17 +26,17 @@ from freqbackdoor.mna import (
     split_rows,
     uses_algorithm1,
 )
-from freqbackdoor.mntd import MNTDTraining, append_poisoned_copies
-from freqbackdoor.model_groups import (
+from freqbackdoor.mna.mntd import MNTDTraining, append_poisoned_copies
+from freqbackdoor.models.classifier import build_model
+from freqbackdoor.models.groups import (
     group_logits,
     load_model_group_with_sidecar,
     save_model_group,
     train_model_group,
 )
-from freqbackdoor.models import build_model
-from freqbackdoor.poisoning import attack_success_rate
-from freqbackdoor.smooth import SmoothSettings
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.models.poisoning import attack_success_rate
+from freqbackdoor.triggers.registry import Trigger
+from freqbackdoor.triggers.smooth import SmoothSettings
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from freqbackdoor.figures import mna_roc_figure, save_figure
 from freqbackdoor.logs import setup_logging
+from freqbackdoor.paper.figures import mna_roc_figure, save_figure
 
 log = setup_logging(snakemake.log[0])
 fig = mna_roc_figure(

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from freqbackdoor.figures import pair_comparison_figure, save_figure
+from freqbackdoor.frequency.spectra import log_spectrum, mean_abs_spectrum, sample_indices
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.spectra import log_spectrum, mean_abs_spectrum, sample_indices
+from freqbackdoor.paper.figures import pair_comparison_figure, save_figure
 
 
 def as_list(paths):

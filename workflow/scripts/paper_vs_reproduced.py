@@ -2,7 +2,7 @@
 
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.report import paper_vs_reproduced, report_markdown, summary
+from freqbackdoor.paper.report import paper_vs_reproduced, report_markdown, summary
 
 log = setup_logging(snakemake.log[0])
 table = paper_vs_reproduced(snakemake.input)

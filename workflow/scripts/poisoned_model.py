@@ -13,20 +13,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from freqbackdoor.dct import resolve_device
-from freqbackdoor.detection import detector_scores
+from freqbackdoor.detection.detector import detector_scores
+from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import atomic_path, load_npy, read_json, save_npz
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.metrics import decision_threshold
-from freqbackdoor.models import ReferenceCNN, build_model
-from freqbackdoor.poisoning import (
+from freqbackdoor.models.classifier import ReferenceCNN, build_model
+from freqbackdoor.models.poisoning import (
     filter_summary,
     filter_training_set,
     poison_training_set,
     train_poisoned_model,
 )
-from freqbackdoor.training import TrainSettings, load_checkpoint, predict_logits, save_checkpoint
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.models.training import (
+    TrainSettings,
+    load_checkpoint,
+    predict_logits,
+    save_checkpoint,
+)
+from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

@@ -1,10 +1,10 @@
 """Rule poisoned_test_set: stamp a trigger onto every clean test image (labels kept, see sidecar),
 then write the float32 DCT of the poisoned images (memory-mappable, with its own sidecar)."""
 
-from freqbackdoor.dct import write_dct_cache
+from freqbackdoor.frequency.dct import write_dct_cache
 from freqbackdoor.io import load_npy, save_npy, sha256_array, write_json
 from freqbackdoor.logs import progress, setup_logging
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
 x_test = load_npy(snakemake.input.x_test)

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from freqbackdoor.figures import poisoning_figure, save_figure
 from freqbackdoor.io import read_json
 from freqbackdoor.logs import setup_logging
+from freqbackdoor.paper.figures import poisoning_figure, save_figure
 
 log = setup_logging(snakemake.log[0])
 histories = {

@@ -3,8 +3,8 @@ then the float32 DCT of the clean test images (memory-mappable, with its own sid
 
 from pathlib import Path
 
-from freqbackdoor.datasets import prepare
-from freqbackdoor.dct import write_dct_cache
+from freqbackdoor.data.datasets import prepare
+from freqbackdoor.frequency.dct import write_dct_cache
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from freqbackdoor.datasets import download
+from freqbackdoor.data.datasets import download
 from freqbackdoor.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -7,12 +7,12 @@ per-epoch history and the training throughput, next to what ``load_checkpoint`` 
 
 import numpy as np
 
-from freqbackdoor.dct import resolve_device
 from freqbackdoor.errors import DataError
+from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import load_npy, read_json
 from freqbackdoor.logs import progress, setup_logging
-from freqbackdoor.models import ReferenceCNN, build_model
-from freqbackdoor.training import TrainSettings, accuracy, save_checkpoint, train_classifier
+from freqbackdoor.models.classifier import ReferenceCNN, build_model
+from freqbackdoor.models.training import TrainSettings, accuracy, save_checkpoint, train_classifier
 
 log = setup_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset

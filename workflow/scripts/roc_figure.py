@@ -3,9 +3,9 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from freqbackdoor.figures import roc_figure, save_figure
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import roc_points
+from freqbackdoor.paper.figures import roc_figure, save_figure
 
 log = setup_logging(snakemake.log[0])
 curves, aucs, fpr_at = {}, {}, None

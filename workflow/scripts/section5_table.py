@@ -10,12 +10,12 @@ filtered), Figure 4's closest distance.
 import numpy as np
 import pandas as pd
 
-from freqbackdoor.highfreq import highfreq_table
+from freqbackdoor.frequency.highfreq import highfreq_table
 from freqbackdoor.io import atomic_path, read_json
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import compare, load_paper_numbers, markdown
-from freqbackdoor.section5 import paper_section5, poisoned_models_table, section5_rows
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.paper.section5 import paper_section5, poisoned_models_table, section5_rows
+from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
 params, inputs = snakemake.params, snakemake.input

@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from freqbackdoor.detection import detector_scores, evaluate_attacks
-from freqbackdoor.io import atomic_path, load_npy, save_npz
-from freqbackdoor.logs import setup_logging
-from freqbackdoor.metrics import decision_threshold
-from freqbackdoor.smooth_defence import (
+from freqbackdoor.detection.detector import detector_scores, evaluate_attacks
+from freqbackdoor.detection.upgrade import (
     clean_representative,
     cluster_distances,
     detector_features,
     project_2d,
 )
-from freqbackdoor.spectra import sample_indices
-from freqbackdoor.training import load_checkpoint
+from freqbackdoor.frequency.spectra import sample_indices
+from freqbackdoor.io import atomic_path, load_npy, save_npz
+from freqbackdoor.logs import setup_logging
+from freqbackdoor.metrics import decision_threshold
+from freqbackdoor.models.training import load_checkpoint
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

@@ -9,19 +9,19 @@ present but does not match its sha256 is an error, as everywhere.
 import numpy as np
 import pandas as pd
 
-from freqbackdoor.errors import DownloadError
-from freqbackdoor.highfreq import COLUMNS
-from freqbackdoor.io import atomic_path, load_npy
-from freqbackdoor.logs import setup_logging
-from freqbackdoor.official_triggers import (
+from freqbackdoor.authors.triggers import (
     OFFICIAL_FILES,
     fetch_official,
     official_trigger,
     official_variant,
     smooth_highfreq_ratios,
 )
-from freqbackdoor.spectra import sample_indices
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.errors import DownloadError
+from freqbackdoor.frequency.highfreq import COLUMNS
+from freqbackdoor.frequency.spectra import sample_indices
+from freqbackdoor.io import atomic_path, load_npy
+from freqbackdoor.logs import setup_logging
+from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from freqbackdoor.detection_tables import table1_frame, table1_long, table1_markdown
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import compare, load_paper_numbers, markdown, paper_long
+from freqbackdoor.paper.detection_tables import table1_frame, table1_long, table1_markdown
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params

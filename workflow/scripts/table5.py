@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from freqbackdoor.detection_tables import table5_frame, table5_long, table5_markdown
 from freqbackdoor.io import atomic_path, read_json
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import compare, load_paper_numbers, markdown, paper_long
+from freqbackdoor.paper.detection_tables import table5_frame, table5_long, table5_markdown
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params

@@ -5,7 +5,7 @@ Derived from the model definition by a forward pass, so it documents the model a
 
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.models import ReferenceCNN, build_model, table8, table8_markdown
+from freqbackdoor.models.classifier import ReferenceCNN, build_model, table8, table8_markdown
 
 log = setup_logging(snakemake.log[0])
 num_classes = int(snakemake.params.get("num_classes", 10))

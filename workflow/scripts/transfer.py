@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from freqbackdoor.errors import ConfigError
-from freqbackdoor.io import atomic_path, load_npy, save_npz, sha256_array, write_json
-from freqbackdoor.logs import progress, setup_logging
-from freqbackdoor.manipulations import ManipulationParams
-from freqbackdoor.training import load_checkpoint, save_checkpoint
-from freqbackdoor.transfer import (
+from freqbackdoor.detection.manipulations import ManipulationParams
+from freqbackdoor.detection.transfer import (
     FineTuneSettings,
     check_disjoint,
     fine_tune_detector,
     fine_tune_split,
     transfer_metrics,
 )
+from freqbackdoor.errors import ConfigError
+from freqbackdoor.io import atomic_path, load_npy, save_npz, sha256_array, write_json
+from freqbackdoor.logs import progress, setup_logging
+from freqbackdoor.models.training import load_checkpoint, save_checkpoint
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

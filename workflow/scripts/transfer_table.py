@@ -2,10 +2,10 @@
 
 import pandas as pd
 
+from freqbackdoor.detection.transfer import transfer_frame, transfer_long, transfer_markdown
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import compare, load_paper_numbers, markdown, paper_long
-from freqbackdoor.transfer import transfer_frame, transfer_long, transfer_markdown
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params

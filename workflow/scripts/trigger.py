@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from freqbackdoor.dct import resolve_device
-from freqbackdoor.errors import DataError
-from freqbackdoor.io import load_npy
-from freqbackdoor.logs import setup_logging
-from freqbackdoor.official_triggers import (
+from freqbackdoor.authors.triggers import (
     OFFICIAL_FILES,
     fetch_official,
     official_trigger,
     official_variant,
 )
-from freqbackdoor.spectra import sample_indices
-from freqbackdoor.training import load_checkpoint
-from freqbackdoor.triggers import TriggerContext, build_trigger, save_preview
+from freqbackdoor.errors import DataError
+from freqbackdoor.frequency.dct import resolve_device
+from freqbackdoor.frequency.spectra import sample_indices
+from freqbackdoor.io import load_npy
+from freqbackdoor.logs import setup_logging
+from freqbackdoor.models.training import load_checkpoint
+from freqbackdoor.triggers.registry import TriggerContext, build_trigger, save_preview
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from freqbackdoor.detection import detector_scores, validation_split
+from freqbackdoor.detection.detector import detector_scores, validation_split
+from freqbackdoor.detection.transfer import FineTuneSettings
+from freqbackdoor.detection.upgrade import fine_tune_on_triggered, upgrade_set
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.metrics import calibration_record
-from freqbackdoor.smooth_defence import fine_tune_on_triggered, upgrade_set
-from freqbackdoor.training import load_checkpoint, save_checkpoint
-from freqbackdoor.transfer import FineTuneSettings
-from freqbackdoor.triggers import Trigger
+from freqbackdoor.models.training import load_checkpoint, save_checkpoint
+from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

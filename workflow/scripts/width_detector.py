@@ -2,10 +2,10 @@
 
 import torch
 
-from freqbackdoor.detection import DetectorSettings, width_point
+from freqbackdoor.detection.detector import DetectorSettings, width_point
+from freqbackdoor.detection.manipulations import ManipulationParams
 from freqbackdoor.io import atomic_path, load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.manipulations import ManipulationParams
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

@@ -1,0 +1,1 @@
+"""The authors' published artefacts: their trained Keras models and their trigger files."""

@@ -1,0 +1,1 @@
+"""The config: cross-references checked before planning, and every stage's settings resolved."""

@@ -1,0 +1,1 @@
+"""Datasets: raw files fetched and verified, then prepared as uint8 image arrays."""

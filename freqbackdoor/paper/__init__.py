@@ -1,0 +1,1 @@
+"""The paper's artifacts from a run's results: tables, figures, the claims and the comparison report."""
