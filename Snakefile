@@ -25,6 +25,14 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/helpers/triggers.smk"
+include: "rules/helpers/frequency.smk"
+include: "rules/helpers/detection.smk"
+include: "rules/helpers/transfer.smk"
+include: "rules/helpers/smooth.smk"
+include: "rules/helpers/mna.smk"
+include: "rules/helpers/report.smk"
+include: "rules/helpers/authors.smk"
 
 
 wildcard_constraints:
@@ -75,7 +83,7 @@ onsuccess:
     write_provenance(
         "results/report/provenance.json",
         workflow.basedir,
-        [str(path) for path in workflow.configfiles],
+        [str(file) for file in workflow.configfiles],
     )
     # the claims' verdicts, when this run (or an earlier one) wrote them
     if Path("results/report/claims.csv").exists():

@@ -25,12 +25,11 @@ import pandas as pd
 import torch
 
 from freqbackdoor.data.datasets import load_split, prepare
-from freqbackdoor.detection.manipulations import (
-    ManipulationParams,
+from freqbackdoor.detection.manipulation_batches import (
     apply_manipulations,
     apply_manipulations_loop,
-    draw_parameters,
 )
+from freqbackdoor.detection.manipulations import ManipulationParams, draw_parameters
 from freqbackdoor.frequency.dct import dct2, dct2_reference_loop, dct2_torch
 
 LOOP = "authors_fftpack_loop"

@@ -41,7 +41,8 @@ from freqbackdoor.data.datasets import load_split, prepare
 from freqbackdoor.frequency.spectra import sample_indices
 from freqbackdoor.models.classifier import build_model, images_to_tensor
 from freqbackdoor.models.training import TrainSettings, train_classifier
-from freqbackdoor.triggers.smooth import SmoothSettings, generate_smooth_trigger, patch_smooth
+from freqbackdoor.triggers.filters import patch_smooth
+from freqbackdoor.triggers.smooth import SmoothSettings, generate_smooth_trigger
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 DATASET = "photos32"

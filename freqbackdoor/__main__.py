@@ -23,6 +23,7 @@ EXAMPLES = """examples:
                                               the authors' published CIFAR-10 detector
   freqbackdoor fingerprint results > a.tsv    hash every result (timings left out) ...
   freqbackdoor fingerprint --compare a.tsv    ... and list what a later run changed
+  freqbackdoor config-reference --check       is docs/configuration.md current with the schema?
   snakemake --cores all                       the whole pipeline on the demo data
 
 `freqbackdoor COMMAND --help` describes a command's options.
@@ -188,11 +189,49 @@ def _cmd_readme_claims(args: argparse.Namespace) -> int:
     results = args.results
     try:
         update_readme(
-            args.readme, f"{results}/report/claims.csv", f"{results}/report/provenance.json"
+            args.readme,
+            f"{results}/report/claims.csv",
+            f"{results}/report/provenance.json",
+            args.authors_page,
         )
     except (DataError, OSError) as exc:
         raise SystemExit(f"freqbackdoor readme-claims: {exc}") from None
-    print(f"rewrote the demo claims block of {args.readme} from {results}/report/")
+    print(
+        f"rewrote the demo claims block of {args.readme} and the authors' detectors block of "
+        f"{args.authors_page} from {results}/"
+    )
+    return 0
+
+
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from .config.reference import configuration_reference
+    from .errors import ConfigError
+
+    try:
+        text = configuration_reference(yaml.safe_load(Path(args.schema).read_text()))
+    except (ConfigError, OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"freqbackdoor config-reference: {args.schema}: {exc}") from None
+    output = Path(args.output)
+    if args.check:
+        if not output.is_file() or output.read_text() != text:
+            print(
+                f"{output} differs from the reference generated from {args.schema}; "
+                "run `freqbackdoor config-reference` to regenerate it",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{output} is up to date with {args.schema}")
+        return 0
+    from .io import atomic_path
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        tmp.write_text(text)
+    print(f"wrote {output} from {args.schema}")
     return 0
 
 
@@ -273,14 +312,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     readme = commands.add_parser(
         "readme-claims",
-        help="rewrite the README's demo claims block from a finished run",
+        help="rewrite the documentation's demo results blocks from a finished run",
         description="Replace the block between the demo-claims markers of README.md with the "
-        "claims table of RESULTS/report/claims.csv, stamped with the run's commit and time "
+        "claims table of RESULTS/report/claims.csv, and the block between the "
+        "authors-detectors markers of docs/authors-models.md with the comparison of the "
+        "authors' detectors in RESULTS/tables/, each stamped with the run's commit and time "
         "(RESULTS/report/provenance.json).",
     )
     readme.add_argument("--results", default="results", help="results folder (default: results)")
-    readme.add_argument("--readme", default="README.md", help="the file to rewrite")
+    readme.add_argument(
+        "--readme", default="README.md", help="the file with the claims block (default: README.md)"
+    )
+    readme.add_argument(
+        "--authors-page",
+        default="docs/authors-models.md",
+        help="the file with the authors' detectors block (default: docs/authors-models.md)",
+    )
     readme.set_defaults(func=_cmd_readme_claims)
+
+    reference = commands.add_parser(
+        "config-reference",
+        help="write docs/configuration.md from config/schema.yaml, or check that it is current",
+        description="Generate the configuration reference (every key's type, allowed values and "
+        "description) from the schema; with --check, exit 1 if OUTPUT differs from it.",
+    )
+    reference.add_argument(
+        "--schema", default="config/schema.yaml", help="default: config/schema.yaml"
+    )
+    reference.add_argument(
+        "--output", default="docs/configuration.md", help="default: docs/configuration.md"
+    )
+    reference.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if OUTPUT is not current"
+    )
+    reference.set_defaults(func=_cmd_config_reference)
     return parser
 
 

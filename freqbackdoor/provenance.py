@@ -1,12 +1,14 @@
-"""Where a run's numbers came from, and the README's demo results block made from them.
+"""Where a run's numbers came from, and the documentation's demo results blocks made from them.
 
 A run's results are byte-identical run to run (:mod:`freqbackdoor.reproducibility`), so the
 facts that do change — the commit of the code, the time the run finished, the versions — are
 written apart, to ``results/report/provenance.json``, which fingerprints skip.
 
-The README shows the demo's claims table only as a block generated from a run's
+README.md shows the demo's claims table only as a block generated from a run's
 ``results/report/claims.csv`` and its provenance (``freqbackdoor readme-claims``), between two
-marker comments, so no demo number in it is typed by hand and each says which run it came from.
+marker comments, so no demo number in it is typed by hand and each says which run it came from;
+``docs/authors-models.md`` shows the same run's comparison of the authors' detectors with ours
+the same way.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _stamp(provenance: Mapping[str, Any]) -> str:
 
 
 def authors_block(comparison_md: str | None, provenance: Mapping[str, Any]) -> str:
-    """The README's comparison of the authors' detectors with ours, from one run's
+    """docs/authors-models.md's comparison of the authors' detectors with ours, from one run's
     ``results/tables/authors_detectors.md`` (``None``: that run did not have their files)."""
     lines = [AUTHORS_BEGIN, _stamp(provenance) + "."]
     if comparison_md is None:
@@ -99,7 +101,7 @@ def authors_block(comparison_md: str | None, provenance: Mapping[str, Any]) -> s
     else:
         for number, line in enumerate(comparison_md.splitlines()):
             if number == 0 and line.startswith("# "):
-                continue  # the first file's title: the README section has its own
+                continue  # the first file's title: the page has its own
             if line.startswith("# "):  # a later file's title
                 line = "**" + line[2:] + "**"
             lines.append(f"*{line[3:]}*" if line.startswith("## ") else line)
@@ -153,24 +155,34 @@ def replace_block(
 
 
 def update_readme(
-    readme: str | os.PathLike, claims_csv: str | os.PathLike, provenance_json: str | os.PathLike
+    readme: str | os.PathLike,
+    claims_csv: str | os.PathLike,
+    provenance_json: str | os.PathLike,
+    authors_page: str | os.PathLike | None = None,
 ) -> None:
-    """Rewrite ``readme``'s demo claims block from a run's claims table and provenance, and its
-    block comparing the authors' detectors with ours from the same run's
-    ``tables/authors_detectors.md`` (beside the claims' ``report/`` folder), if it has one."""
+    """Rewrite ``readme``'s demo claims block from a run's claims table and provenance, and
+    ``authors_page``'s block comparing the authors' detectors with ours from the same run's
+    ``tables/authors_detectors.md`` (beside the claims' ``report/`` folder; a run without the
+    authors' files gives a block that says so). ``authors_page=None`` leaves that block alone.
+
+    A file without its markers raises ``DataError`` naming the file, and then neither file is
+    written."""
     for path in (claims_csv, provenance_json):
         if not Path(path).is_file():
             raise DataError(f"{path}: not found; run the demo (snakemake --cores all) first")
     provenance = read_json(provenance_json)
     block = readme_block(pd.read_csv(claims_csv, keep_default_na=False), provenance)
-    text = replace_block(Path(readme).read_text(), block, str(readme))
-    if AUTHORS_BEGIN in text:  # the authors' detectors beside ours, where the run had them
+    rewritten = {readme: replace_block(Path(readme).read_text(), block, str(readme))}
+    if authors_page is not None:
         tables = Path(claims_csv).parents[1] / "tables"
         comparison, section5 = tables / "authors_detectors.md", tables / "authors_section5.md"
         markdown = comparison.read_text() if comparison.is_file() else None
         if markdown is not None and section5.is_file():  # their detectors on Section 5's triggers
             markdown += "\n" + section5.read_text()
         block = authors_block(markdown, provenance)
-        text = replace_block(text, block, str(readme), (AUTHORS_BEGIN, AUTHORS_END))
-    with atomic_path(readme) as tmp:
-        tmp.write_text(text)
+        page = Path(authors_page).read_text()
+        markers = (AUTHORS_BEGIN, AUTHORS_END)
+        rewritten[authors_page] = replace_block(page, block, str(authors_page), markers)
+    for path, text in rewritten.items():
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)

@@ -95,7 +95,9 @@ rule authors_detectors_table:
     params:
         datasets=lambda wc: authors_datasets(),
         detectors=lambda wc: authors_detectors_used(),
-        ours=lambda wc: {d: default_detector(d) for d in authors_datasets()},
+        ours=lambda wc: {
+            d: resolve.default_architecture(config, d) for d in authors_datasets()
+        },
         threshold=config["detection"]["threshold"],
         bootstrap=config["detection"]["bootstrap"],
         seed=config["seed"],

@@ -16,7 +16,7 @@ rule raw_dataset:
         mem_mb=2000,
         runtime=120,
     params:
-        spec=lambda wc: dataset_spec(wc.dataset),
+        spec=lambda wc: resolve.dataset_spec(config, wc.dataset),
     script:
         "../workflow/scripts/raw_dataset.py"
 
@@ -43,10 +43,12 @@ rule prepared_dataset:
         mem_mb=8000,
         runtime=60,
     params:
-        spec=lambda wc: dataset_spec(wc.dataset),
+        spec=lambda wc: resolve.dataset_spec(config, wc.dataset),
         seed=config["seed"],
         # an imagefolder's files (added, removed, edited) rebuild the dataset when they change
-        source_state=lambda wc: source_fingerprint(wc.dataset, dataset_spec(wc.dataset)),
+        source_state=lambda wc: source_fingerprint(
+            wc.dataset, resolve.dataset_spec(config, wc.dataset)
+        ),
         device="cpu",  # a DCT of the test set takes seconds on a CPU: no GPU slot for it
         chunk_size=config["dct"]["chunk_size"],
     script:

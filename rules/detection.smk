@@ -23,7 +23,7 @@ rule detector:
     params:
         name=lambda wc: wc.dataset,
         domain=lambda wc: wc.domain,
-        settings=lambda wc: detector_settings(wc.dataset, wc.architecture),
+        settings=lambda wc: resolve.detector(config, wc.dataset, wc.architecture),
         manipulations=config["manipulations"],
         target_fpr=config["detection"]["target_fpr"],
         device=config["device"],
@@ -210,10 +210,10 @@ rule width_detector:
         runtime=120,
         gpu=gpu_count(),
     params:
-        settings=lambda wc: detector_settings(config["figure6"]["dataset"]),
+        settings=lambda wc: resolve.detector(config, config["figure6"]["dataset"]),
         attacks=config["figure6"]["attacks"],
         trigger_options=lambda wc: {
-            a: trigger_options(a) for a in config["figure6"]["attacks"]
+            a: resolve.trigger_options(config, a) for a in config["figure6"]["attacks"]
         },
         manipulations=config["manipulations"],
         threshold=config["detection"]["threshold"],

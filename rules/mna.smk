@@ -27,16 +27,16 @@ rule mna_shadow_models:
     params:
         role="shadow",
         indices=lambda wc: mna_group_indices(wc.dataset, "shadow", wc.kind, wc.group),
-        training=lambda wc: mna_training_settings(wc.dataset),
+        training=lambda wc: resolve.mna_training(config),
         share=None,
-        smooth=lambda wc: mna_search_settings(wc.dataset),
-        algorithm1_share=lambda wc: mna_spec(wc.dataset)["smooth_shadow"][
+        smooth=lambda wc: resolve.mna_search(config),
+        algorithm1_share=lambda wc: resolve.mna_spec(config)["smooth_shadow"][
             "algorithm1_share"
         ],
-        benign_train=lambda wc: mna_spec(wc.dataset)["shadow_models"]["benign"],
-        shadow_share=lambda wc: mna_spec(wc.dataset)["shadow_share"],
-        target_share=lambda wc: mna_spec(wc.dataset)["target_share"],
-        stacked=lambda wc: mna_spec(wc.dataset)["stacked"],
+        benign_train=lambda wc: resolve.mna_spec(config)["shadow_models"]["benign"],
+        shadow_share=lambda wc: resolve.mna_spec(config)["shadow_share"],
+        target_share=lambda wc: resolve.mna_spec(config)["target_share"],
+        stacked=lambda wc: resolve.mna_spec(config)["stacked"],
         seed=config["seed"],
         device=config["device"],
     script:
@@ -63,14 +63,14 @@ rule mna_target_models:
     params:
         role="target",
         indices=lambda wc: mna_group_indices(wc.dataset, "target", wc.kind, wc.group),
-        training=lambda wc: mna_training_settings(wc.dataset),
-        share=lambda wc: smooth_spec(wc.dataset)["poison_share"],
-        smooth=lambda wc: mna_search_settings(wc.dataset),
+        training=lambda wc: resolve.mna_training(config),
+        share=lambda wc: resolve.smooth_spec(config, wc.dataset)["poison_share"],
+        smooth=lambda wc: resolve.mna_search(config),
         algorithm1_share=0.0,
         benign_train=0,
-        shadow_share=lambda wc: mna_spec(wc.dataset)["shadow_share"],
-        target_share=lambda wc: mna_spec(wc.dataset)["target_share"],
-        stacked=lambda wc: mna_spec(wc.dataset)["stacked"],
+        shadow_share=lambda wc: resolve.mna_spec(config)["shadow_share"],
+        target_share=lambda wc: resolve.mna_spec(config)["target_share"],
+        stacked=lambda wc: resolve.mna_spec(config)["stacked"],
         seed=config["seed"],
         device=config["device"],
     script:
@@ -96,11 +96,11 @@ rule mna_meta_classifier:
         runtime=120,
         gpu=gpu_count(),
     params:
-        meta=lambda wc: mna_spec(wc.dataset)["meta"],
-        seeds=lambda wc: mna_spec(wc.dataset)["seeds"],
-        shadow_models=lambda wc: mna_spec(wc.dataset)["shadow_models"],
-        shadow_share=lambda wc: mna_spec(wc.dataset)["shadow_share"],
-        target_share=lambda wc: mna_spec(wc.dataset)["target_share"],
+        meta=lambda wc: resolve.mna_spec(config)["meta"],
+        seeds=lambda wc: resolve.mna_spec(config)["seeds"],
+        shadow_models=lambda wc: resolve.mna_spec(config)["shadow_models"],
+        shadow_share=lambda wc: resolve.mna_spec(config)["shadow_share"],
+        target_share=lambda wc: resolve.mna_spec(config)["target_share"],
         seed=config["seed"],
         device=config["device"],
     script:

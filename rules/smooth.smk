@@ -24,10 +24,9 @@ rule poisoned_model:
         runtime=240,
         gpu=gpu_count(),
     params:
-        settings=lambda wc: poisoned_model_settings(wc.dataset),
-        share=lambda wc: smooth_spec(wc.dataset)["poison_share"],
+        settings=lambda wc: resolve.poisoned_model(config, wc.dataset),
+        share=lambda wc: resolve.smooth_spec(config, wc.dataset)["poison_share"],
         filtered=False,
-        seed=config["seed"],
         device=config["device"],
     script:
         "../workflow/scripts/poisoned_model.py"
@@ -55,12 +54,11 @@ rule filtered_poisoned_model:
         runtime=240,
         gpu=gpu_count(),
     params:
-        settings=lambda wc: poisoned_model_settings(wc.dataset),
-        share=lambda wc: smooth_spec(wc.dataset)["poison_share"],
+        settings=lambda wc: resolve.poisoned_model(config, wc.dataset),
+        share=lambda wc: resolve.smooth_spec(config, wc.dataset)["poison_share"],
         filtered=True,
         threshold=config["detection"]["threshold"],
         target_fpr=config["detection"]["target_fpr"],
-        seed=config["seed"],
         device=config["device"],
     script:
         "../workflow/scripts/poisoned_model.py"
@@ -87,8 +85,8 @@ rule upgraded_detector:
         runtime=120,
         gpu=gpu_count(),
     params:
-        samples=lambda wc: smooth_spec(wc.dataset)["upgrade_samples"],
-        fine_tune=lambda wc: smooth_spec(wc.dataset)["fine_tune"],
+        samples=lambda wc: resolve.smooth_spec(config, wc.dataset)["upgrade_samples"],
+        fine_tune=lambda wc: resolve.smooth_upgrade(config, wc.dataset),
         target_fpr=config["detection"]["target_fpr"],
         seed=config["seed"],
         device=config["device"],
@@ -121,7 +119,9 @@ rule smooth_detection:
         tuned_on=lambda wc: upgrade_triggers(wc.dataset),
         threshold=config["detection"]["threshold"],
         target_fpr=config["detection"]["target_fpr"],
-        figure4_samples=lambda wc: smooth_spec(wc.dataset)["figure4_samples"],
+        figure4_samples=lambda wc: resolve.smooth_spec(config, wc.dataset)[
+            "figure4_samples"
+        ],
         bootstrap=config["detection"]["bootstrap"],
         seed=config["seed"],
         device=config["device"],
@@ -161,7 +161,7 @@ rule section5_table:
         datasets=smooth_datasets(),
         triggers={d: poisoned_triggers(d) for d in smooth_datasets()},
         naive={d: naive_triggers(d) for d in smooth_datasets()},
-        specs={d: smooth_spec(d) for d in smooth_datasets()},
+        specs={d: resolve.smooth_spec(config, d) for d in smooth_datasets()},
         paper_names=paper_names(),
         paper_numbers="config/paper_numbers.yaml",
         highfreq=config["highfreq"],

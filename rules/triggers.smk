@@ -25,9 +25,8 @@ rule reference_classifier:
         runtime=240,
         gpu=gpu_count(),
     params:
-        settings=lambda wc: classifier_settings(wc.dataset),
+        settings=lambda wc: resolve.reference_classifier(config, wc.dataset),
         device=config["device"],
-        seed=config["seed"],
     script:
         "../workflow/scripts/reference_classifier.py"
 
@@ -80,10 +79,10 @@ rule trigger:
         runtime=lambda wc: trigger_minutes(wc.attack),
         gpu=gpu_count(),
     params:
-        options=lambda wc: trigger_options(wc.attack),
+        options=lambda wc: resolve.trigger_options(config, wc.attack),
         trigger_source=config["trigger_source"],
         official_dir=f"{RAW}/official_triggers",
-        paper_name=lambda wc: dataset_spec(wc.dataset).get("paper_name"),
+        paper_name=lambda wc: config["datasets"][wc.dataset].get("paper_name"),
         model_dataset=lambda wc: reference_model_dataset(wc.dataset),
         device=config["device"],
         seed=config["seed"],

@@ -8,8 +8,10 @@ import pytest
 import scipy.stats
 from sklearn.metrics import roc_auc_score
 
-from freqbackdoor.paper import claims
+from freqbackdoor.metrics import wilson_interval
+from freqbackdoor.paper import claims, claims_detection, claims_smooth, claims_statistics
 from freqbackdoor.paper.claims import FAILS, HOLDS, NOT_MEASURED
+from freqbackdoor.paper.claims_run import claims_table
 
 Z = scipy.stats.norm.ppf(0.975)
 
@@ -38,11 +40,11 @@ def test_auc_score_matches_scikit_learn_with_ties():
     triggered = np.round(rng.normal(0.4, size=80), 1)
     labels = np.r_[np.zeros(120), np.ones(80)]
     expected = roc_auc_score(labels, np.r_[clean, triggered])
-    assert claims.auc_score(clean, triggered) == pytest.approx(expected, abs=1e-12)
+    assert claims_statistics.auc_score(clean, triggered) == pytest.approx(expected, abs=1e-12)
 
 
 def test_wilson_interval_matches_the_formula():
-    assert claims.wilson_interval(45, 50) == pytest.approx(wilson(45, 50), abs=1e-9)
+    assert wilson_interval(45, 50) == pytest.approx(wilson(45, 50), abs=1e-9)
 
 
 # --------------------------------------------------------------------------- single claims
@@ -57,14 +59,14 @@ def test_highfreq_above_one_holds_and_fails():
             "ci_high": [3.2, 1.3],
         }
     )
-    result = claims.highfreq_above_one(ratios)
+    result = claims_detection.highfreq_above_one(ratios)
     assert result["verdict"] == HOLDS
     assert result["value"] == 1.2 and (result["ci_low"], result["ci_high"]) == (1.1, 1.3)
     assert "blend" in result["measured"]
     ratios.loc[1, "ci_low"] = 0.95
-    result = claims.highfreq_above_one(ratios)
+    result = claims_detection.highfreq_above_one(ratios)
     assert result["verdict"] == FAILS and "blend 0.950" in result["reason"]
-    assert claims.highfreq_above_one(ratios.iloc[:0])["verdict"] == NOT_MEASURED
+    assert claims_detection.highfreq_above_one(ratios.iloc[:0])["verdict"] == NOT_MEASURED
 
 
 def test_detector_flags_triggers_interval_is_the_hand_bootstrap_over_patch_attacks():
@@ -72,7 +74,7 @@ def test_detector_flags_triggers_interval_is_the_hand_bootstrap_over_patch_attac
     clean = rng.uniform(0, 0.4, size=40)  # nothing flagged at 0.5
     badnets = rng.uniform(0.2, 1.0, size=50)
     blend = np.zeros(50)  # blend is not a patch or noise trigger: left out
-    result = claims.detector_flags_triggers(
+    result = claims_detection.detector_flags_triggers(
         clean, {"badnets": badnets, "blend": blend}, 0.5, 0.05, seed=7
     )
     flags = badnets >= 0.5
@@ -87,13 +89,15 @@ def test_detector_flags_triggers_interval_is_the_hand_bootstrap_over_patch_attac
 def test_detector_flags_triggers_verdict_paths():
     clean = np.r_[np.zeros(80), np.ones(20)]  # 20% clean FPR
     triggered = {"badnets": np.ones(50), "trojan_sq": np.ones(50)}
-    assert claims.detector_flags_triggers(clean, triggered, 0.5, 0.05)["verdict"] == FAILS
+    assert claims_detection.detector_flags_triggers(clean, triggered, 0.5, 0.05)["verdict"] == FAILS
     # a target FPR of 10% allows 20%
-    assert claims.detector_flags_triggers(clean, triggered, 0.5, 0.10)["verdict"] == HOLDS
+    assert claims_detection.detector_flags_triggers(clean, triggered, 0.5, 0.10)["verdict"] == HOLDS
     low_bdr = {"badnets": np.r_[np.ones(30), np.zeros(20)]}  # 60%
-    result = claims.detector_flags_triggers(np.zeros(100), low_bdr, 0.5, 0.05)
+    result = claims_detection.detector_flags_triggers(np.zeros(100), low_bdr, 0.5, 0.05)
     assert result["verdict"] == FAILS and "60.0% < 80%" in result["reason"]
-    result = claims.detector_flags_triggers(np.zeros(10), {"blend": np.ones(10)}, 0.5, 0.05)
+    result = claims_detection.detector_flags_triggers(
+        np.zeros(10), {"blend": np.ones(10)}, 0.5, 0.05
+    )
     assert result["verdict"] == NOT_MEASURED and math.isnan(result["value"])
 
 
@@ -108,15 +112,15 @@ def test_frequency_beats_image_three_verdicts():
     noise = _scores(rng.normal(size=60), {"badnets": rng.normal(size=60), "blend": clean})
     attacks = ["badnets", "blend"]
 
-    result = claims.frequency_beats_image(separated, noise, attacks)
+    result = claims_detection.frequency_beats_image(separated, noise, attacks)
     assert result["verdict"] == HOLDS and result["ci_low"] > 0
     assert "wins 0 of 2" in result["measured"]
 
-    result = claims.frequency_beats_image(noise, separated, attacks)
+    result = claims_detection.frequency_beats_image(noise, separated, attacks)
     assert result["verdict"] == FAILS and "image domain is better" in result["reason"]
     assert "wins 2 of 2" in result["measured"]
 
-    result = claims.frequency_beats_image(separated, separated, attacks)
+    result = claims_detection.frequency_beats_image(separated, separated, attacks)
     assert result["verdict"] == FAILS and "not significant" in result["reason"]
     assert result["value"] == 0 and result["ci_low"] == result["ci_high"] == 0
 
@@ -132,7 +136,7 @@ def test_frequency_beats_image_point_is_the_mean_auc_difference():
             [roc_auc_score(labels, np.r_[s["clean"], s[f"triggered_{a}"]]) for a in "ab"]
         )
 
-    result = claims.frequency_beats_image(dct, pixel, ["a", "b"])
+    result = claims_detection.frequency_beats_image(dct, pixel, ["a", "b"])
     assert result["value"] == pytest.approx(mean_auc(dct) - mean_auc(pixel))
     assert result["ci_low"] <= result["value"] <= result["ci_high"]
 
@@ -152,7 +156,7 @@ def test_frequency_beats_image_interval_is_the_hand_paired_bootstrap():
 
     differences = pairwise_auc(dct) - pairwise_auc(pixel)
     low, high = np.quantile(differences, [0.025, 0.975])
-    result = claims.frequency_beats_image(dct, pixel, ["a"], seed=9)
+    result = claims_detection.frequency_beats_image(dct, pixel, ["a"], seed=9)
     assert (result["ci_low"], result["ci_high"]) == pytest.approx((low, high), abs=1e-12)
 
 
@@ -172,27 +176,27 @@ def test_linear_separable_at_width_paths():
             )
     rows.append({**rows[-1], "attack": "pooled", "auc": 0.1})  # pooled rows are left out
     frame = pd.DataFrame(rows)
-    result = claims.linear_separable_at_width(frame)
+    result = claims_detection.linear_separable_at_width(frame)
     assert result["verdict"] == HOLDS
     assert result["value"] == pytest.approx(0.95)
     assert (result["ci_low"], result["ci_high"]) == pytest.approx((0.90, 0.97))
     frame.loc[frame.width == 224, "auc"] = 0.85
-    assert claims.linear_separable_at_width(frame)["verdict"] == FAILS
+    assert claims_detection.linear_separable_at_width(frame)["verdict"] == FAILS
     frame["architecture"] = "cnn6_kmax128"
-    assert claims.linear_separable_at_width(frame)["verdict"] == NOT_MEASURED
+    assert claims_detection.linear_separable_at_width(frame)["verdict"] == NOT_MEASURED
 
 
 def test_fine_tuning_improves_paired_and_ceiling():
     raw = _scores(np.r_[np.ones(30), np.zeros(70)], {"badnets": np.ones(100)})  # ACC 85%
     tuned = _scores(np.zeros(100), {"badnets": np.ones(100)})  # ACC 100%
-    result = claims.fine_tuning_improves(raw, tuned, ["badnets"], 0.5, 0.5)
+    result = claims_detection.fine_tuning_improves(raw, tuned, ["badnets"], 0.5, 0.5)
     assert result["verdict"] == HOLDS and result["value"] == pytest.approx(15.0)
     # paired: both clean halves drawn with the same indices, so the interval is the
     # bootstrap of the 30 clean images the tuned detector stops flagging
     low, high = hand_bootstrap(np.r_[np.ones(30), np.zeros(70)].astype(bool), 0)
     assert (result["ci_low"], result["ci_high"]) == pytest.approx((low / 2, high / 2))
 
-    result = claims.fine_tuning_improves(tuned, tuned, ["badnets"], 0.5, 0.5)
+    result = claims_detection.fine_tuning_improves(tuned, tuned, ["badnets"], 0.5, 0.5)
     assert result["verdict"] == FAILS and "raw already at 100.0%" in result["reason"]
     assert result["ci_low"] == result["ci_high"] == 0
 
@@ -201,19 +205,19 @@ def test_fine_tuning_aligns_test_rows():
     raw = {**_scores(np.r_[1.0, 0.0, 0.0], {"a": np.ones(3)}), "test_rows": np.array([5, 1, 2])}
     tuned = {**_scores(np.r_[0.0, 0.0, 1.0], {"a": np.ones(3)}), "test_rows": np.array([1, 2, 5])}
     # row 5 is flagged by both: no change after alignment
-    assert claims.fine_tuning_improves(raw, tuned, ["a"], 0.5, 0.5)["value"] == 0
+    assert claims_detection.fine_tuning_improves(raw, tuned, ["a"], 0.5, 0.5)["value"] == 0
 
 
 def test_smooth_lowest_highfreq_paths():
     ratios = pd.DataFrame({"attack": ["badnets", "blend"], "ratio": [2.0, 1.3]})
     smooth = {"ratio": 1.1, "ci_low": 1.05, "ci_high": 1.15}
     official = {"ratio": float("nan"), "note": "not measured: x.npy not available (place it)"}
-    result = claims.smooth_lowest_highfreq(smooth, ratios, official)
+    result = claims_smooth.smooth_lowest_highfreq(smooth, ratios, official)
     assert result["verdict"] == HOLDS
     assert "authors' published trigger: not measured: x.npy not available" in result["measured"]
-    result = claims.smooth_lowest_highfreq({**smooth, "ratio": 1.28}, ratios)
+    result = claims_smooth.smooth_lowest_highfreq({**smooth, "ratio": 1.28}, ratios)
     assert result["verdict"] == FAILS and "> 1.25" in result["reason"]
-    result = claims.smooth_lowest_highfreq({**smooth, "ratio": 1.31}, ratios)
+    result = claims_smooth.smooth_lowest_highfreq({**smooth, "ratio": 1.31}, ratios)
     assert "not below blend" in result["reason"]
 
 
@@ -226,7 +230,7 @@ def _predictions(hits, n_target=10, n=60):
 
 
 def test_smooth_poisoning_effective_wilson_and_paths():
-    result = claims.smooth_poisoning_effective(_predictions(45), clean_acc_drop=1.0)
+    result = claims_smooth.smooth_poisoning_effective(_predictions(45), clean_acc_drop=1.0)
     assert result["verdict"] == HOLDS
     assert result["value"] == pytest.approx(90.0)
     low, high = wilson(45, 50)
@@ -234,8 +238,8 @@ def test_smooth_poisoning_effective_wilson_and_paths():
         100 * high
     )
     assert "45 of 50" in result["measured"]
-    assert claims.smooth_poisoning_effective(_predictions(45), 5.0)["verdict"] == FAILS
-    assert claims.smooth_poisoning_effective(_predictions(30), 0.0)["verdict"] == FAILS
+    assert claims_smooth.smooth_poisoning_effective(_predictions(45), 5.0)["verdict"] == FAILS
+    assert claims_smooth.smooth_poisoning_effective(_predictions(30), 0.0)["verdict"] == FAILS
 
 
 def _stages(section4, tuned, clean_after=None, threshold=0.5, **extra):
@@ -255,15 +259,15 @@ def _stages(section4, tuned, clean_after=None, threshold=0.5, **extra):
 def test_upgrade_catches_smooth_paths():
     before = np.r_[np.ones(10), np.zeros(90)]
     after = np.r_[np.ones(80), np.zeros(20)]
-    result = claims.upgrade_catches_smooth(_stages(before, after), 0.05)
+    result = claims_smooth.upgrade_catches_smooth(_stages(before, after), 0.05)
     assert result["verdict"] == HOLDS and result["value"] == pytest.approx(80.0)
     noisy = _stages(before, after, clean_after=np.r_[np.ones(30), np.zeros(70)])
-    result = claims.upgrade_catches_smooth(noisy, 0.05)
+    result = claims_smooth.upgrade_catches_smooth(noisy, 0.05)
     assert result["verdict"] == FAILS and "clean FPR 30.0% > 10.0%" in result["reason"]
-    result = claims.upgrade_catches_smooth(_stages(before, before), 0.05)
+    result = claims_smooth.upgrade_catches_smooth(_stages(before, before), 0.05)
     assert result["verdict"] == FAILS and "lower bound +0.0 <= 0" in result["reason"]
     tuning = {"fine_tune_samples": 800, "history": {"train_acc": [0.5, 0.504]}}
-    result = claims.upgrade_catches_smooth(_stages(before, before), 0.05, tuning=tuning)
+    result = claims_smooth.upgrade_catches_smooth(_stages(before, before), 0.05, tuning=tuning)
     assert (
         "fine-tuned on 800 images for 2 epochs, last training accuracy 50.4%"
         in (result["measured"])
@@ -272,12 +276,12 @@ def test_upgrade_catches_smooth_paths():
 
 def test_untuned_detector_misses_smooth_needs_separated_intervals():
     smooth = _stages(np.r_[np.ones(5), np.zeros(95)], np.zeros(100))
-    result = claims.untuned_detector_misses_smooth(smooth, {"badnets": np.ones(100)}, 0.5)
+    result = claims_smooth.untuned_detector_misses_smooth(smooth, {"badnets": np.ones(100)}, 0.5)
     assert result["verdict"] == HOLDS
     low, high = wilson(5, 100)
     assert result["ci_high"] == pytest.approx(100 * high)
     close = {"badnets": np.r_[np.ones(8), np.zeros(92)]}
-    assert claims.untuned_detector_misses_smooth(smooth, close, 0.5)["verdict"] == FAILS
+    assert claims_smooth.untuned_detector_misses_smooth(smooth, close, 0.5)["verdict"] == FAILS
 
 
 def test_upgrade_catches_unseen_lowpass_paths():
@@ -286,11 +290,11 @@ def test_upgrade_catches_unseen_lowpass_paths():
         "section4__lowpass_a": np.zeros(100),
     }
     scores = _stages(np.zeros(100), np.zeros(100), **extra)
-    result = claims.upgrade_catches_unseen_lowpass(scores, ["lowpass_a"], seed=4)
+    result = claims_smooth.upgrade_catches_unseen_lowpass(scores, ["lowpass_a"], seed=4)
     assert result["verdict"] == HOLDS and result["value"] == pytest.approx(60.0)
     low, high = hand_bootstrap(extra["tuned_smooth__lowpass_a"].astype(bool), 4)
     assert (result["ci_low"], result["ci_high"]) == pytest.approx((low, high))
-    assert claims.upgrade_catches_unseen_lowpass(scores, [])["verdict"] == NOT_MEASURED
+    assert claims_smooth.upgrade_catches_unseen_lowpass(scores, [])["verdict"] == NOT_MEASURED
 
 
 def test_filtering_cuts_asr_paths():
@@ -299,11 +303,11 @@ def test_filtering_cuts_asr_paths():
     flags = np.zeros(60)
     flags[10:15] = 1  # five of the filtered model's successes rejected too
     scores = _stages(np.zeros(60), flags)
-    result = claims.filtering_cuts_asr(poisoned, filtered, scores)
+    result = claims_smooth.filtering_cuts_asr(poisoned, filtered, scores)
     assert result["value"] == pytest.approx(90.0 - 30.0) and result["verdict"] == HOLDS
     assert "80.0% with the detector at inference only" in result["measured"]
     assert (
-        claims.filtering_cuts_asr(poisoned, poisoned, _stages(np.zeros(60), np.zeros(60)))[
+        claims_smooth.filtering_cuts_asr(poisoned, poisoned, _stages(np.zeros(60), np.zeros(60)))[
             "verdict"
         ]
         == FAILS
@@ -326,7 +330,7 @@ def _mna_scores(before, after, kinds=("smooth",)):
 def test_mna_smooth_harder_before_t_interval_by_hand():
     # AUC 0 (scores below clean), 0.5 (tied) or 1 (above), per seed
     scores = _mna_scores([0.1, 0.1, 0.1, 0.1, 0.5], [0.9, 0.9, 0.9, 0.9, 0.9])
-    result = claims.mna_smooth_harder_before(scores)
+    result = claims_smooth.mna_smooth_harder_before(scores)
     differences = np.array([1.0, 1.0, 1.0, 1.0, 0.5])
     half = scipy.stats.t.ppf(0.975, 4) * differences.std(ddof=1) / math.sqrt(5)
     assert result["value"] == pytest.approx(differences.mean())
@@ -338,7 +342,7 @@ def test_mna_smooth_harder_before_t_interval_by_hand():
 
 def test_mna_smooth_harder_before_fails_when_after_is_not_better():
     scores = _mna_scores([0.9, 0.1, 0.9], [0.1, 0.9, 0.1])
-    result = claims.mna_smooth_harder_before(scores)
+    result = claims_smooth.mna_smooth_harder_before(scores)
     assert result["verdict"] == FAILS and result["value"] < 0
 
 
@@ -346,12 +350,16 @@ def test_mna_classic_no_cost_names_the_worst_kind():
     kinds = ("smooth", "badnets", "blend")
     before = [{"smooth": 0.1, "badnets": 0.9, "blend": 0.9}] * 2
     after = [{"smooth": 0.9, "badnets": 0.5, "blend": 0.9}] * 2  # badnets: AUC 1 -> 0.5
-    result = claims.mna_classic_no_cost(_mna_scores(before, after, kinds), ["badnets", "blend"])
+    result = claims_smooth.mna_classic_no_cost(
+        _mna_scores(before, after, kinds), ["badnets", "blend"]
+    )
     assert result["verdict"] == FAILS and "badnets -0.500" in result["reason"]
     assert result["value"] == pytest.approx(-0.25)
-    result = claims.mna_classic_no_cost(_mna_scores(before, before, kinds), ["badnets", "blend"])
+    result = claims_smooth.mna_classic_no_cost(
+        _mna_scores(before, before, kinds), ["badnets", "blend"]
+    )
     assert result["verdict"] == HOLDS
-    result = claims.mna_classic_no_cost(_mna_scores(before, after, kinds), [])
+    result = claims_smooth.mna_classic_no_cost(_mna_scores(before, after, kinds), [])
     assert result["verdict"] == NOT_MEASURED
 
 
@@ -405,7 +413,7 @@ def _results(tmp_path):
 
 
 def test_claims_table_minimal_config(tmp_path):
-    frame = claims.claims_table(_results(tmp_path), CONFIG)
+    frame = claims_table(_results(tmp_path), CONFIG)
     assert list(frame.columns) == claims.COLUMNS
     assert set(frame.verdict) <= set(claims.VERDICTS)
     # every claim has a row, in the module's order
@@ -444,15 +452,13 @@ def test_claims_table_minimal_config(tmp_path):
 
 def test_claims_table_is_deterministic_and_round_trips(tmp_path):
     results = _results(tmp_path)
-    first = claims.claims_csv(claims.claims_table(results, CONFIG))
-    second = claims.claims_csv(claims.claims_table(results, CONFIG))
+    first = claims.claims_csv(claims_table(results, CONFIG))
+    second = claims.claims_csv(claims_table(results, CONFIG))
     assert first == second
     path = tmp_path / "claims.csv"
     path.write_text(first)
     again = claims.load_claims(path)
-    assert claims.claims_summary(again) == claims.claims_summary(
-        claims.claims_table(results, CONFIG)
-    )
+    assert claims.claims_summary(again) == claims.claims_summary(claims_table(results, CONFIG))
     # the config's seed reaches the bootstrap: the badnets BDR interval by hand with seed 5
     with np.load(results / "detection/alpha/cnn_dct/scores.npz") as scores:
         flags = scores["triggered_badnets"] >= 0.5
@@ -464,7 +470,7 @@ def test_claims_table_is_deterministic_and_round_trips(tmp_path):
 def test_claims_table_names_an_absent_file(tmp_path):
     results = _results(tmp_path)
     (results / "detection/alpha/cnn_dct/scores.npz").unlink()
-    frame = claims.claims_table(results, CONFIG)
+    frame = claims_table(results, CONFIG)
     row = frame[frame.claim == "detector_flags_triggers"].iloc[0]
     assert row.verdict == NOT_MEASURED
     assert row.reason == "results/detection/alpha/cnn_dct/scores.npz is absent"

@@ -8,6 +8,9 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from freqbackdoor.config.reference import configuration_reference, documented_path
+from freqbackdoor.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "config" / "schema.yaml")
 
@@ -69,19 +72,123 @@ def test_url_dataset_needs_a_checksum_key():
         validate(cfg, SCHEMA)
 
 
-def test_every_schema_key_is_documented_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
+def test_configuration_reference_is_generated_from_the_schema():
+    """docs/configuration.md is exactly what the schema generates: edit a description (or add a
+    key) in config/schema.yaml and forget `freqbackdoor config-reference`, and this fails."""
+    generated = configuration_reference(yaml.safe_load(Path(SCHEMA).read_text()))
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert page == generated, (
+        "docs/configuration.md differs from config/schema.yaml; run `freqbackdoor config-reference`"
+    )
+
+
+def _key_paths(node, path=()):
+    """Every key of a config as a path; ``[]`` steps into a list of mappings."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*path, key)
+            yield from _key_paths(value, (*path, key))
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict):
+                yield from _key_paths(item, (*path, "[]"))
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_every_config_key_has_a_row_in_the_reference(name):
     schema = yaml.safe_load(Path(SCHEMA).read_text())
-    keys = set(schema["properties"]) | set(schema["$defs"]["dataset"]["properties"])
-    keys |= set(schema["$defs"]["classifier_settings"]["properties"])
-    keys |= set(schema["$defs"]["detector_settings"]["properties"])
-    keys |= set(schema["$defs"]["smooth_settings"]["properties"])
-    for pattern in schema["properties"]["triggers"]["patternProperties"].values():
-        keys |= set(pattern["properties"])
-    sections = ("triggers", "manipulations", "dct", "figure1", "figures", "highfreq")
-    for section in (*sections, "detection", "table5", "figure6", "transfer", "mna"):
-        for sub in schema["properties"][section].get("properties", {}).values():
-            keys |= set(sub.get("properties", {}))
-        keys |= set(schema["properties"][section].get("properties", {}))
-    missing = sorted(k for k in keys if f"`{k}`" not in readme)
-    assert not missing, f"config keys not documented in README.md: {missing}"
+    page = configuration_reference(schema)
+    # a row's first cell: `path`, or [`path`](#section) for a top-level key with a section
+    rows = {line.split(" | ")[0].split("](")[0].lstrip("| [") for line in page.splitlines()}
+    missing = []
+    for path in _key_paths(load(name)):
+        row = documented_path(schema, path)
+        if row is None or f"`{row}`" not in rows:
+            missing.append(f"{'.'.join(path)} (row {row})")
+    assert not missing, f"config/{name} keys without a row in docs/configuration.md: {missing}"
+
+
+SYNTHETIC = {
+    "description": "Intro paragraph.",
+    "type": "object",
+    "required": ["size", "model"],
+    "$defs": {
+        "recipe": {
+            "type": "object",
+            "properties": {"lr": {"type": "number", "exclusiveMinimum": 0, "description": "rate"}},
+        },
+        "entry": {
+            "type": "object",
+            "description": "one entry",
+            "properties": {
+                "kind": {"type": "string", "enum": ["a", "b"], "description": "its kind"},
+                "url": {"type": "string", "pattern": "^https://", "description": "where"},
+                "model": {"$ref": "#/$defs/recipe", "description": "overrides of model"},
+            },
+            "allOf": [
+                {
+                    "if": {"properties": {"kind": {"const": "a"}}},
+                    "then": {"propertyNames": {"enum": ["kind", "model"]}},
+                },
+                {
+                    "if": {"properties": {"kind": {"const": "b"}}},
+                    "then": {"required": ["url"]},
+                },
+            ],
+        },
+    },
+    "properties": {
+        "size": {"type": "integer", "minimum": 8, "maximum": 1024, "description": "side in px"},
+        "model": {"$ref": "#/$defs/recipe", "required": ["lr"], "description": "the recipe"},
+        "sets": {
+            "type": "object",
+            "additionalProperties": {"$ref": "#/$defs/entry"},
+            "description": "sets",
+        },
+        "extra": {
+            "type": "object",
+            "patternProperties": {
+                "^low_[a-z]+$": {
+                    "type": "object",
+                    "description": "a low one",
+                    "properties": {"seed": {"type": ["integer", "null"], "description": "seed"}},
+                }
+            },
+            "description": "extras",
+        },
+    },
+}
+
+
+def test_reference_rows_types_values_and_links_from_a_small_schema():
+    page = configuration_reference(SYNTHETIC)
+    assert page.startswith("<!-- generated by `freqbackdoor config-reference`")
+    assert "# Configuration reference\n\nIntro paragraph.\n" in page
+    lines = page.splitlines()
+    assert "| `size` | integer, required | >= 8 and <= 1024 | side in px |" in lines
+    assert "| `model.lr` | number, required | > 0 | rate |" in lines  # $ref written out, required
+    assert "## `model`" in lines and "## `sets`" in lines and "## `extra`" in lines
+    kind = next(line for line in lines if line.startswith("| `sets.<name>.kind`"))
+    assert "one of `a`, `b`" in kind and "string, required" not in kind
+    url = next(line for line in lines if line.startswith("| `sets.<name>.url`"))
+    assert "only with `kind` `b`" in url and "required with `kind` `b`" in url
+    model = next(line for line in lines if line.startswith("| `sets.<name>.model`"))
+    assert "its keys are those of [`model`](#model)" in model  # written once, linked
+    assert not any(line.startswith("| `sets.<name>.model.lr`") for line in lines)
+    low = next(line for line in lines if line.startswith("| `extra.low_<name>` "))
+    assert "any key matching `^low_[a-z]+$`" in low
+    assert "| `extra.low_<name>.seed` | integer or null |  | seed |" in lines
+    assert configuration_reference(SYNTHETIC) == page  # deterministic
+    assert documented_path(SYNTHETIC, ("sets", "mine", "model", "lr")) == "model.lr"
+    assert documented_path(SYNTHETIC, ("extra", "low_one", "seed")) == "extra.low_<name>.seed"
+    assert documented_path(SYNTHETIC, ("nosuch",)) is None
+
+
+def test_reference_names_every_key_without_a_description():
+    schema = copy.deepcopy(SYNTHETIC)
+    del schema["properties"]["size"]["description"]
+    del schema["$defs"]["entry"]["properties"]["url"]["description"]
+    with pytest.raises(
+        ConfigError, match=r"without a description in the schema: sets\.<name>\.url, size$"
+    ):
+        configuration_reference(schema)

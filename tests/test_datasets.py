@@ -253,7 +253,9 @@ def test_sigterm_during_a_download_cleans_up_like_ctrl_c(tmp_path):
     os.mkfifo(fifo)  # reading it blocks until a writer comes: the download hangs mid-way
     raw = tmp_path / "raw"
     spec = _url_spec(fifo, sha="0" * 64)
-    code = f"from freqbackdoor import datasets as D; D.download('pubfig', {spec!r}, {str(raw)!r})"
+    code = (
+        f"from freqbackdoor.data import datasets as D; D.download('pubfig', {spec!r}, {str(raw)!r})"
+    )
     process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(raw.glob(".pubfig.partial-*")):

@@ -18,7 +18,7 @@ from freqbackdoor.detection.detector import (
 from freqbackdoor.detection.manipulations import ManipulationParams
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.frequency.dct import dct2
-from freqbackdoor.models.training import load_checkpoint, save_checkpoint
+from freqbackdoor.models.checkpoints import load_checkpoint, save_checkpoint
 from freqbackdoor.triggers.registry import TriggerContext, build_trigger
 
 

@@ -7,13 +7,13 @@ from freqbackdoor.detection.manipulations import MANIPULATIONS
 from freqbackdoor.paper.figures import (
     display_name,
     image_log_spectrum,
-    manipulations_figure,
     pair_comparison_figure,
     save_figure,
     spectrum_heatmaps,
     stretch_difference,
     trigger_examples_figure,
 )
+from freqbackdoor.paper.figures_section4 import manipulations_figure
 
 
 @pytest.fixture

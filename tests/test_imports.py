@@ -35,3 +35,16 @@ def test_the_check_catches_a_private_import(tmp_path):
         "from .training import _precision, seeded\nfrom __future__ import annotations\n"
     )
     assert private_imports(module) == ["training:_precision"]
+
+
+#: The longest a library module may grow before it is split by subject.
+MAX_MODULE_LINES = 600
+
+
+def test_no_library_module_is_longer_than_the_limit():
+    lengths = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in (ROOT / "freqbackdoor").rglob("*.py")
+    }
+    too_long = {path: n for path, n in lengths.items() if n > MAX_MODULE_LINES}
+    assert not too_long, f"split these modules by subject: {too_long}"

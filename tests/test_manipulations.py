@@ -8,19 +8,14 @@ import numpy as np
 import pytest
 import yaml
 
-from freqbackdoor.detection import manipulations as man
-from freqbackdoor.detection.manipulations import (
-    MANIPULATIONS,
-    ManipulationParams,
+from freqbackdoor.detection import manipulation_batches, shadow
+from freqbackdoor.detection.manipulation_batches import (
     apply_manipulations,
     apply_manipulations_loop,
-    draw_parameters,
-    hls_to_rgb,
     manipulate,
-    polygon_mask,
-    rgb_to_hls,
-    shadow_mask,
 )
+from freqbackdoor.detection.manipulations import MANIPULATIONS, ManipulationParams, draw_parameters
+from freqbackdoor.detection.shadow import hls_to_rgb, polygon_mask, rgb_to_hls, shadow_mask
 from freqbackdoor.errors import ConfigError
 
 PARAMS = ManipulationParams()
@@ -548,8 +543,8 @@ def test_vectorised_equals_loop_bit_for_bit(size, n):
 def test_vectorised_equals_loop_across_chunk_boundaries(monkeypatch):
     # Tiny chunks: the noise stream is drawn in pieces, which must not change it; shadows are
     # rasterised and converted a few images at a time.
-    monkeypatch.setattr(man, "_CHUNK_ELEMENTS", 3 * 32 * 32 * 3)
-    monkeypatch.setattr(man, "_SHADOW_PIXELS", 1000)  # slices cut through images
+    monkeypatch.setattr(manipulation_batches, "_CHUNK_ELEMENTS", 3 * 32 * 32 * 3)
+    monkeypatch.setattr(shadow, "_SHADOW_PIXELS", 1000)  # slices cut through images
     images = random_images(200, 32, seed=9)
     draw = draw_parameters(200, 32, 32, np.random.default_rng(10), PARAMS)
     np.testing.assert_array_equal(

@@ -10,23 +10,14 @@ from torch import nn
 from freqbackdoor.data.datasets import prepare
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.metrics import compare
+from freqbackdoor.mna.evaluation import auc, auc_summary, mean_interval, mna_rows, paper_mna
 from freqbackdoor.mna.meta import (
     MetaClassifier,
     MetaSettings,
-    auc,
-    auc_summary,
     best_epoch,
     check_mna_config,
-    draw_jumbo_trigger,
-    draw_lowpass_trigger,
-    mean_interval,
     meta_scores,
-    mna_rows,
-    model_seed,
-    paper_mna,
-    split_rows,
     train_meta_classifier,
-    uses_algorithm1,
 )
 from freqbackdoor.mna.mntd import (
     MNTDTraining,
@@ -34,9 +25,17 @@ from freqbackdoor.mna.mntd import (
     channel_stats,
     target_epochs,
 )
+from freqbackdoor.mna.shadow_models import (
+    draw_jumbo_trigger,
+    draw_lowpass_trigger,
+    model_seed,
+    split_rows,
+    uses_algorithm1,
+)
 from freqbackdoor.models.classifier import build_model, count_parameters
-from freqbackdoor.models.groups import group_logits, train_model_group
+from freqbackdoor.models.groups import train_model_group
 from freqbackdoor.models.poisoning import poison_training_set
+from freqbackdoor.models.prediction import group_logits
 from freqbackdoor.triggers.registry import Trigger
 from freqbackdoor.triggers.smooth import SmoothSettings
 
@@ -269,7 +268,7 @@ def test_queries_start_at_the_datas_channel_statistics():
 
 
 def test_meta_settings_name_bad_keys_and_values():
-    with pytest.raises(ConfigError, match="unknown mna.meta key.*querys"):
+    with pytest.raises(ConfigError, match="mna.meta: unknown key.*querys"):
         MetaSettings.from_config({"querys": 3})
     with pytest.raises(ConfigError, match="mna.meta.epochs"):
         MetaSettings.from_config({"epochs": 0})
@@ -445,7 +444,7 @@ def test_target_epochs_give_targets_the_shadow_models_steps():
         "shadow_epochs": 100,
         "downsample": 1,
     }
-    with pytest.raises(ConfigError, match="unknown mna.training key.*epochs"):
+    with pytest.raises(ConfigError, match="mna.training: unknown key.*epochs"):
         MNTDTraining.from_config({"epochs": 4})
     with pytest.raises(ConfigError, match="architecture"):
         MNTDTraining(architecture="resnet")

@@ -12,14 +12,10 @@ import torch
 
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.models.classifier import build_model
-from freqbackdoor.models.groups import (
-    StackedOptimizer,
-    group_logits,
-    load_model_group,
-    save_model_group,
-    train_model_group,
-)
-from freqbackdoor.models.training import TrainSettings, predict_logits
+from freqbackdoor.models.group_files import load_model_group, save_model_group
+from freqbackdoor.models.groups import StackedOptimizer, train_model_group
+from freqbackdoor.models.prediction import group_logits, predict_logits
+from freqbackdoor.models.training import TrainSettings
 
 CLASSES = 3
 

@@ -225,11 +225,11 @@ def test_each_group_job_fits_the_per_group_limits(slurm_listing):
 
 
 def test_rule_graph_picture_names_every_rule():
-    """docs/rulegraph.svg (the README's DAG picture) is regenerated when a rule is added."""
+    """docs/rulegraph.svg (the README's rule graph) is regenerated when a rule is added."""
     command = [sys.executable, "-m", "snakemake", "--list-rules"]
     listed = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     svg = (ROOT / "docs" / "rulegraph.svg").read_text()
     missing = [rule for rule in listed if f">{rule}<" not in svg]
-    assert not missing, f"regenerate docs/rulegraph.svg (README 'The DAG'); missing {missing}"
+    assert not missing, f"regenerate docs/rulegraph.svg (see README.md); missing {missing}"

@@ -1,4 +1,5 @@
-"""The run's provenance record and the README's generated demo claims block."""
+"""The run's provenance record, README.md's generated demo claims block and
+docs/authors-models.md's generated comparison of the authors' detectors."""
 
 import json
 import re
@@ -95,21 +96,67 @@ def test_readme_demo_numbers_are_a_generated_block_from_a_named_run():
 
 
 def test_update_fills_the_authors_block_from_the_same_run(tmp_path):
-    """The comparison with the authors' detectors comes from the run's tables/ folder."""
+    """The comparison with the authors' detectors, in its own page, comes from the run's
+    tables/ folder."""
     from freqbackdoor.provenance import AUTHORS_BEGIN, AUTHORS_END
 
     report, tables = tmp_path / "results" / "report", tmp_path / "results" / "tables"
     report.mkdir(parents=True)
     (report / "claims.csv").write_text(CLAIMS.to_csv(index=False))
     (report / "provenance.json").write_text(json.dumps(PROVENANCE))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{BEGIN}\n{END}\nmiddle\n{AUTHORS_BEGIN}\nold\n{AUTHORS_END}\nend\n")
-    update_readme(readme, report / "claims.csv", report / "provenance.json")
-    assert "were not placed" in readme.read_text() and "\nold\n" not in readme.read_text()
+    readme, page = tmp_path / "README.md", tmp_path / "authors-models.md"
+    readme.write_text(f"{BEGIN}\n{END}\nmiddle\n")
+    page.write_text(f"# The authors' models\n{AUTHORS_BEGIN}\nold\n{AUTHORS_END}\nend\n")
+    update_readme(readme, report / "claims.csv", report / "provenance.json", page)
+    assert "were not placed" in page.read_text() and "\nold\n" not in page.read_text()
+    assert "highfreq_above_one" in readme.read_text() and AUTHORS_BEGIN not in readme.read_text()
     tables.mkdir()
     (tables / "authors_detectors.md").write_text("# Title\n\ntext\n\n## photos32\n\n| a |\n")
-    update_readme(readme, report / "claims.csv", report / "provenance.json")
-    text = readme.read_text()
+    update_readme(readme, report / "claims.csv", report / "provenance.json", page)
+    text = page.read_text()
     block = text[text.index(AUTHORS_BEGIN) : text.index(AUTHORS_END)]
     assert "*photos32*" in block and "| a |" in block and "# Title" not in block
     assert PROVENANCE["commit"][:10] in block and text.endswith(f"{AUTHORS_END}\nend\n")
+    assert text.startswith("# The authors' models\n")
+
+
+def test_a_page_without_its_markers_is_named_and_nothing_is_written(tmp_path):
+    (tmp_path / "claims.csv").write_text(CLAIMS.to_csv(index=False))
+    (tmp_path / "provenance.json").write_text(json.dumps(PROVENANCE))
+    readme, page = tmp_path / "README.md", tmp_path / "authors-models.md"
+    readme.write_text(f"{BEGIN}\nold numbers\n{END}\n")
+    page.write_text("# The authors' models, markers lost\n")
+    with pytest.raises(DataError, match="authors-models.md: no generated block"):
+        update_readme(readme, tmp_path / "claims.csv", tmp_path / "provenance.json", page)
+    assert "old numbers" in readme.read_text()  # the README is not half-updated either
+    readme.write_text("# no claims markers\n")
+    with pytest.raises(DataError, match="README.md: no generated block"):
+        update_readme(readme, tmp_path / "claims.csv", tmp_path / "provenance.json", page)
+
+
+def test_the_authors_block_lives_in_its_docs_page():
+    from freqbackdoor.provenance import AUTHORS_BEGIN, AUTHORS_END
+
+    page = (ROOT / "docs" / "authors-models.md").read_text()
+    assert page.count(AUTHORS_BEGIN) == 1 and page.count(AUTHORS_END) == 1
+    assert re.search(r"commit `[0-9a-f]{10}`", page[page.index(AUTHORS_BEGIN) :])
+    assert AUTHORS_BEGIN not in (ROOT / "README.md").read_text()
+
+
+def test_readme_claims_command_rewrites_both_files(tmp_path, capsys):
+    from freqbackdoor.__main__ import main
+    from freqbackdoor.provenance import AUTHORS_BEGIN, AUTHORS_END
+
+    report = tmp_path / "results" / "report"
+    report.mkdir(parents=True)
+    (report / "claims.csv").write_text(CLAIMS.to_csv(index=False))
+    (report / "provenance.json").write_text(json.dumps(PROVENANCE))
+    readme, page = tmp_path / "README.md", tmp_path / "authors.md"
+    readme.write_text(f"{BEGIN}\n{END}\n")
+    page.write_text(f"{AUTHORS_BEGIN}\n{AUTHORS_END}\n")
+    args = ["readme-claims", "--results", str(tmp_path / "results"), "--readme", str(readme)]
+    assert main([*args, "--authors-page", str(page)]) == 0
+    assert "highfreq_above_one" in readme.read_text() and "were not placed" in page.read_text()
+    page.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="authors.md: no generated block"):
+        main([*args, "--authors-page", str(page)])

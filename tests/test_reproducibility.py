@@ -17,7 +17,7 @@ from freqbackdoor.detection.detector import DetectorSettings, train_detector
 from freqbackdoor.detection.transfer import FineTuneSettings, fine_tune_detector
 from freqbackdoor.errors import DataError
 from freqbackdoor.io import save_npz, save_torch, sha256_file
-from freqbackdoor.models.training import save_checkpoint
+from freqbackdoor.models.checkpoints import save_checkpoint
 from freqbackdoor.reproducibility import (
     differences,
     file_fingerprint,

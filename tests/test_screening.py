@@ -18,8 +18,8 @@ from freqbackdoor.detection.screening import (
     screen_array,
 )
 from freqbackdoor.errors import DataError
+from freqbackdoor.models.checkpoints import save_checkpoint
 from freqbackdoor.models.classifier import build_model
-from freqbackdoor.models.training import save_checkpoint
 from freqbackdoor.triggers.registry import TriggerContext, build_trigger
 
 

@@ -17,20 +17,18 @@ from torch.nn import functional as F
 from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.frequency.dct import dct2
 from freqbackdoor.frequency.highfreq import band_energy, energy_ratio, high_band_mask
-from freqbackdoor.triggers import smooth as smooth_module
-from freqbackdoor.triggers.registry import Trigger, TriggerContext, build_trigger, trigger_needs
-from freqbackdoor.triggers.smooth import (
-    AUTHORS_DEVIATIONS,
-    SmoothSettings,
-    dominant_label,
+from freqbackdoor.triggers import smooth_search
+from freqbackdoor.triggers.deepfool import deepfool_on_softmax, targeted_deepfool
+from freqbackdoor.triggers.filters import (
     gaussian_kernel,
-    generate_smooth_trigger,
     lowpass,
     lowpass_pattern,
     minmax,
     patch_smooth,
-    targeted_deepfool,
 )
+from freqbackdoor.triggers.registry import Trigger, TriggerContext, build_trigger, trigger_needs
+from freqbackdoor.triggers.smooth import AUTHORS_DEVIATIONS, SmoothSettings, generate_smooth_trigger
+from freqbackdoor.triggers.smooth_search import dominant_label
 
 SIZE = 16
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -89,7 +87,7 @@ def hf_share(pattern: np.ndarray) -> float:
 
 
 def photo(name: str, size: int = 32) -> np.ndarray:
-    from freqbackdoor.triggers.registry import load_pattern_image
+    from freqbackdoor.triggers.images import load_pattern_image
 
     return load_pattern_image(name, size, size)
 
@@ -283,10 +281,10 @@ def test_softmax_deepfool_follows_the_authors_step(scale):
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     x = to_tensor(smooth_images(12, seed=4))
-    perturbation, steps, reached, initial = smooth_module._deepfool_softmax(model, x, 1, 0.02, 200)
+    perturbation, steps, reached, initial = deepfool_on_softmax(model, x, 1, 0.02, 200)
     stuck = 0
     for i in range(x.shape[0]):
-        single, single_steps, single_reached, single_initial = smooth_module._deepfool_softmax(
+        single, single_steps, single_reached, single_initial = deepfool_on_softmax(
             model, x[i : i + 1], 1, 0.02, 200
         )
         expected, n, ok, k0 = authors_deepfool_oracle(model, x[i : i + 1], 1)
@@ -511,8 +509,8 @@ def test_authors_update_order_after_each_image(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     perturbations = [torch.randn(1, 3, SIZE, SIZE, generator=gen) for _ in range(2)]
     recorder = _Recorder(perturbations, steps=3)
-    monkeypatch.setattr(smooth_module, "lowpass", _hand_made_g)
-    monkeypatch.setattr(smooth_module, "_deepfool_softmax", recorder)
+    monkeypatch.setattr(smooth_search, "lowpass", _hand_made_g)
+    monkeypatch.setattr(smooth_search, "deepfool_on_softmax", recorder)
     images = smooth_images(2)
     x = to_tensor(images)
     settings = SmoothSettings(samples=2, holdout=0, max_passes=1, initial_target=1)
@@ -540,7 +538,7 @@ def test_authors_update_order_after_each_image(monkeypatch):
 def test_authors_convergence_test_is_fewer_than_max_minus_one_steps(monkeypatch, steps, applied):
     """The authors' ``iter < max_iter_df - 1``: a DeepFool that took 199 of 200 steps is dropped."""
     perturbations = [torch.ones(1, 3, SIZE, SIZE)] * 2
-    monkeypatch.setattr(smooth_module, "_deepfool_softmax", _Recorder(perturbations, steps))
+    monkeypatch.setattr(smooth_search, "deepfool_on_softmax", _Recorder(perturbations, steps))
     settings = SmoothSettings(
         samples=2, holdout=0, max_passes=1, initial_target=1, filter_size=3, filter_sigma=1.0
     )

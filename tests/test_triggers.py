@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from freqbackdoor.errors import ConfigError, DataError
-from freqbackdoor.triggers.registry import Trigger, available_triggers, build_trigger, save_preview
+from freqbackdoor.triggers.images import save_preview
+from freqbackdoor.triggers.registry import Trigger, available_triggers, build_trigger
 
 
 def test_registry_lists_first_triggers():

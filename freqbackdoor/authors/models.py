@@ -55,8 +55,8 @@ from torch import nn
 from ..detection.detector import Detector
 from ..errors import ConfigError, DataError
 from ..io import download_verified, sha256_file
+from ..models.checkpoints import save_checkpoint
 from ..models.classifier import BATCHNORM_EPS, ReferenceCNN
-from ..models.training import save_checkpoint
 from .triggers import OFFICIAL_REPO_URL
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ standardises every input coefficient (or pixel) with a mean and standard deviati
 the training set and stored as buffers in the checkpoint, so a saved detector scores raw DCT
 coefficients without side files. Raw coefficients span five orders of magnitude (the DC term of
 a 32 px image reaches 8,160, high frequencies are near 0); the paper does not say how the
-authors scaled them, so this is our choice (README, deviations).
+authors scaled them, so this is our choice (docs/deviations.md).
 
 Images travel as uint8 to the device; the DCT runs there (a torch matrix product on CUDA,
 ``scipy.fft`` on the CPU, the faster of the two there, see ``benchmarks/``), with mixed
@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config.options import ConfigSettings
 from ..errors import ConfigError, DataError
 from ..frequency.dct import dct2, dct2_torch, resolve_device
 from ..metrics import detection_metrics
@@ -50,7 +51,8 @@ from ..models.training import (
     seeded,
 )
 from . import architectures as detector_registry
-from .manipulations import ManipulationParams, manipulate
+from .manipulation_batches import manipulate
+from .manipulations import ManipulationParams
 
 _log = logging.getLogger(__name__)
 
@@ -61,12 +63,15 @@ STD_FLOOR = 1e-3  # relative to the largest standard deviation: coefficients tha
 
 
 @dataclasses.dataclass
-class DetectorSettings:
+class DetectorSettings(ConfigSettings):
     """How a detector is trained (config key ``detector``, per dataset overrides).
 
     The optimiser fields mean what they mean in :class:`freqbackdoor.models.training.TrainSettings`
     (the authors' cnn6: Adadelta 0.05, rho 0.95, eps 1e-7, ``kernel_l2`` 1e-4, batch 64).
     """
+
+    CONFIG_NAME = "detector"
+    REQUIRED = ("architecture", "epochs")
 
     architecture: str
     epochs: int
@@ -103,23 +108,6 @@ class DetectorSettings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"detector settings: {message} (got {self})")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> DetectorSettings:
-        """Settings from a config mapping; unknown or missing keys raise ``ConfigError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown detector setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        missing = [key for key in ("architecture", "epochs") if key not in config]
-        if missing:
-            raise ConfigError(f"detector settings: {', '.join(missing)} required")
-        return cls(**dict(config))
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _positive_int(value: Any) -> bool:

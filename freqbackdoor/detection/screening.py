@@ -28,7 +28,7 @@ from ..data.datasets import IMAGE_EXTENSIONS, image_files, load_image
 from ..errors import DataError
 from ..frequency.dct import resolve_device
 from ..io import load_npy
-from ..models.training import load_checkpoint, model_description
+from ..models.checkpoints import load_checkpoint, model_description
 from .detector import Detector, detector_scores, resize_images
 
 COLUMNS = ["file", "score", "flagged", "error"]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config.options import ConfigSettings
 from ..errors import ConfigError, DataError
 from ..models.training import autocast_dtype, make_optimizer, optimizer_checks, seeded
 from ..paper.figures import display_name
@@ -104,8 +105,11 @@ def combine_training_sets(arrays: Sequence[np.ndarray], names: Sequence[str]) ->
 
 
 @dataclasses.dataclass(frozen=True)
-class FineTuneSettings:
+class FineTuneSettings(ConfigSettings):
     """How a transferred detector is fine-tuned (config key ``transfer.fine_tune``)."""
+
+    CONFIG_NAME = "transfer.fine_tune"
+    REQUIRED = ("epochs",)
 
     epochs: int
     batch_size: int = 32
@@ -134,22 +138,6 @@ class FineTuneSettings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"transfer.fine_tune: {message} (got {self})")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> FineTuneSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"transfer.fine_tune: unknown key(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        if "epochs" not in config:
-            raise ConfigError("transfer.fine_tune: epochs required")
-        return cls(**dict(config))
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def fine_tune_split(

@@ -2,15 +2,10 @@
 
 Section 5.4 of the paper runs MNA (the authors' code calls it MNTD) against a classifier poisoned
 with the smooth trigger, before and after "upgrading" it with the smooth-trigger generation.
-This module holds the defence itself; the workflow's ``mna_*`` rules train the models.
+This module holds the defence itself, the meta-classifier; the workflow's ``mna_*`` rules train
+the models. The shadow models' triggers are drawn by :mod:`freqbackdoor.mna.shadow_models` and
+the target models scored by :mod:`freqbackdoor.mna.evaluation`.
 
-* The defender trains *shadow models* on a small clean share of the training data: benign ones,
-  and "jumbo" trojaned ones, each poisoned with a trigger drawn by :func:`draw_jumbo_trigger`
-  from MNTD's jumbo distribution (a random patch or a full-image blend; random size, location,
-  pattern, transparency, target label and poison share).
-* The *upgrade* adds shadow models poisoned with smooth triggers (:func:`draw_lowpass_trigger`,
-  a random pattern through the low-pass filter ``g``, or Algorithm 1 run on a benign shadow
-  model, :func:`algorithm1_trigger`).
 * Every shadow and target model is trained by MNTD's recipe (:mod:`freqbackdoor.mna.mntd`: their
   CIFAR-10 network, Adam 1e-3, batches of 100, poisoned copies appended to the clean set).
 * :class:`MetaClassifier` feeds a set of learned query images to a model, concatenates its
@@ -19,8 +14,8 @@ This module holds the defence itself; the workflow's ``mna_*`` rules train the m
   models with binary cross-entropy, one model per step ("query tuning"), and keeps the epoch
   whose AUC on a separate set of validation shadow models is best (MNTD's ``run_meta.py``).
   The queries start at the defender's per-channel data mean and standard deviation.
-* :func:`auc_summary` scores the *target models* (clean, smooth-poisoned, classic-poisoned) by
-  AUC over several meta-training seeds, with a 95% t-interval across seeds.
+
+:func:`check_mna_config` checks the ``mna`` config block as a whole before the workflow runs.
 """
 
 from __future__ import annotations
@@ -28,197 +23,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import scipy.stats
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from ..config.options import ConfigSettings
 from ..errors import ConfigError, DataError
-from ..triggers.registry import Trigger, TriggerContext
-from ..triggers.smooth import SmoothSettings, generate_smooth_trigger, lowpass_trigger
 from . import mntd  # noqa: F401  (registers MNTD's architecture in MODELS)
 
 _log = logging.getLogger(__name__)
-
-#: MNTD's jumbo distribution (its authors' code, CIFAR-10): patch sides, the full-image side
-#: added at run time; transparency of a patch (set to 1 above ``PATCH_OPAQUE_ABOVE``) and of a
-#: full-image blend; pattern noise margin; poison share.
-PATCH_SIDES = (2, 3, 4, 5)
-PATCH_ALPHA = (0.2, 0.6)
-PATCH_OPAQUE_ABOVE = 0.5
-BLEND_ALPHA = (0.05, 0.2)
-PATTERN_MARGIN = (0.0, 1.0)
-POISON_SHARE = (0.05, 0.5)
-
-SHADOW_KINDS = ("benign", "jumbo", "smooth")
-
-
-def model_seed(seed: int, role: str, kind: str, index: int) -> int:
-    """A 31-bit seed for model ``index`` of ``role`` (shadow, target) and ``kind``.
-
-    Every model of the DAG gets its own stream, stable under changes to the counts of other
-    kinds, so adding models never retrains the existing ones.
-    """
-    if index < 0:
-        raise ValueError(f"model index must be >= 0, got {index}")
-    tag = zlib.crc32(f"{role}/{kind}".encode())
-    state = np.random.SeedSequence([int(seed), tag, int(index)]).generate_state(1)[0]
-    return int(state) & 0x7FFFFFFF
-
-
-def split_rows(
-    n: int, shadow_share: float, target_share: float, seed: int
-) -> dict[str, np.ndarray]:
-    """Disjoint seeded training rows of the defender (``shadow``) and the attacker (``target``).
-
-    MNTD gives the defender 2% of the training set and the attacker's target models 50%.
-    """
-    for key, share in (("shadow_share", shadow_share), ("target_share", target_share)):
-        if not 0 < share < 1:
-            raise ConfigError(f"mna.{key} must be in (0, 1), got {share!r}")
-    if shadow_share + target_share > 1:
-        raise ConfigError(
-            f"mna.shadow_share + mna.target_share must be at most 1, got "
-            f"{shadow_share} + {target_share}"
-        )
-    n_shadow, n_target = round(shadow_share * n), round(target_share * n)
-    if n_shadow < 1 or n_target < 1:
-        raise DataError(
-            f"a training set of {n} images leaves {n_shadow} shadow and {n_target} target "
-            "rows; raise mna.shadow_share / mna.target_share or use a larger dataset"
-        )
-    order = np.random.default_rng(seed).permutation(n)
-    return {
-        "shadow": np.sort(order[:n_shadow]),
-        "target": np.sort(order[n_shadow : n_shadow + n_target]),
-    }
-
-
-def draw_jumbo_trigger(
-    height: int, width: int, num_classes: int, rng: np.random.Generator
-) -> tuple[Trigger, dict[str, Any]]:
-    """One trigger from MNTD's jumbo distribution, and the record of what was drawn.
-
-    The side is drawn from {2, 3, 4, 5, full image}; a patch has transparency uniform on
-    [0.2, 0.6], made opaque above 0.5, a full-image blend uniform on [0.05, 0.2]; the patch lies
-    uniformly where it fits; the pattern is uniform on [-e, 1 + e] per pixel and channel with
-    ``e`` uniform on [0, 1], clipped to [0, 1]; the target label is uniform and the poison share
-    uniform on [0.05, 0.5]. A non-square image blends over its full height and width.
-    """
-    sides = [s for s in PATCH_SIDES if s < min(height, width)]
-    choice = int(rng.integers(len(sides) + 1))
-    full = choice == len(sides)
-    if full:
-        alpha = float(rng.uniform(*BLEND_ALPHA))
-        side_h, side_w, top, left = height, width, 0, 0
-    else:
-        side_h = side_w = sides[choice]
-        alpha = float(rng.uniform(*PATCH_ALPHA))
-        if alpha > PATCH_OPAQUE_ABOVE:
-            alpha = 1.0
-        top = int(rng.integers(height - side_h + 1))
-        left = int(rng.integers(width - side_w + 1))
-    margin = float(rng.uniform(*PATTERN_MARGIN))
-    pattern = rng.uniform(-margin, 1.0 + margin, size=(side_h, side_w, 3))
-    pattern = np.clip(pattern, 0.0, 1.0).astype(np.float32)
-    target = int(rng.integers(num_classes))
-    share = float(rng.uniform(*POISON_SHARE))
-    patch = np.zeros((height, width, 3), dtype=np.float32)
-    mask = np.zeros_like(patch)
-    patch[top : top + side_h, left : left + side_w] = pattern
-    mask[top : top + side_h, left : left + side_w] = alpha
-    trigger = Trigger(name="jumbo", pattern=patch, mask=mask, mode="replace", target_label=target)
-    record = {
-        "family": "blend" if full else "patch",
-        "side": int(side_h) if not full else None,
-        "top": top,
-        "left": left,
-        "alpha": alpha,
-        "pattern_margin": margin,
-        "target_label": target,
-        "share": share,
-    }
-    return trigger, record
-
-
-def draw_lowpass_trigger(
-    height: int,
-    width: int,
-    num_classes: int,
-    rng: np.random.Generator,
-    settings: SmoothSettings,
-) -> tuple[Trigger, dict[str, Any]]:
-    """A naive smooth trigger for the upgrade: the ``lowpass`` trigger (Section 5.3's noise
-    through ``g``, scaled and inserted like the smooth trigger, ``settings``' filter and range)
-    with a drawn noise seed, a uniform target label and a poison share from the jumbo range."""
-    noise_seed = int(rng.integers(2**31 - 1))
-    target = int(rng.integers(num_classes))
-    share = float(rng.uniform(*POISON_SHARE))
-    options = {
-        "source": "noise",
-        "seed": noise_seed,
-        "filter_size": settings.filter_size,
-        "filter_sigma": settings.filter_sigma,
-        "max_value": settings.max_value,
-        "strength": settings.strength,
-        "target_label": target,
-    }
-    trigger = lowpass_trigger(height, width, options, TriggerContext())
-    record = {"family": "lowpass", "noise_seed": noise_seed, "target_label": target}
-    return trigger, {**record, "share": share}
-
-
-def algorithm1_trigger(
-    model: nn.Module,
-    images: np.ndarray,
-    rng: np.random.Generator,
-    settings: SmoothSettings,
-    device: str | torch.device = "cpu",
-    log: logging.Logger | None = None,
-) -> tuple[Trigger, dict[str, Any]]:
-    """A smooth trigger found by Algorithm 1 on ``model`` (a benign shadow model), for the upgrade.
-
-    The target is Algorithm 1's dominant label; the poison share is drawn from the jumbo range.
-    """
-    seed = int(rng.integers(2**31 - 1))
-    share = float(rng.uniform(*POISON_SHARE))
-    result = generate_smooth_trigger(model, images, settings, device=device, seed=seed, log=log)
-    trigger = Trigger(
-        name="smooth",
-        pattern=result.pattern,
-        mask=np.ones_like(result.pattern),
-        mode="normalise",
-        weight=settings.strength,
-        target_label=result.target_label,
-    )
-    record = {
-        "family": "algorithm1",
-        "target_label": int(result.target_label),
-        "share": share,
-        "search_seed": seed,
-        "best_pass": int(result.best_pass),
-        "best_error_rate": float(result.best_error_rate),
-        "reached": bool(result.reached),
-    }
-    return trigger, record
-
-
-def uses_algorithm1(index: int, share: float) -> bool:
-    """Whether smooth shadow model ``index`` gets an Algorithm 1 trigger (else a low-pass one).
-
-    A ``share`` of the smooth shadow models, spread evenly over the indices (0.5: every second
-    one, models 1, 3, 5, ...; 0: none; 1: all).
-    """
-    if not 0 <= share <= 1:
-        raise ConfigError(f"mna.smooth_shadow.algorithm1_share must be in [0, 1], got {share!r}")
-    return math.floor((index + 1) * share + 1e-9) > math.floor(index * share + 1e-9)
-
 
 # --------------------------------------------------------------------------- meta-classifier
 
@@ -227,7 +44,7 @@ QUERY_INIT_DATA = "data"
 
 
 @dataclasses.dataclass(frozen=True)
-class MetaSettings:
+class MetaSettings(ConfigSettings):
     """How the meta-classifier is built and trained (config key ``mna.meta``); MNTD's values.
 
     ``queries`` learned query images, initialised (``query_init``) from the data: ``"data"``
@@ -238,6 +55,9 @@ class MetaSettings:
     shadow models, one model per step; ``query_tuning`` False freezes the queries (MNTD's
     ablation); ``threshold`` on the sigmoid output flags a model as trojaned.
     """
+
+    CONFIG_NAME = "mna.meta"
+    REQUIRED = ()
 
     queries: int = 10
     hidden: int = 20
@@ -263,20 +83,6 @@ class MetaSettings:
             )
         if not 0 < self.threshold < 1:
             raise ConfigError(f"mna.meta.threshold must be in (0, 1), got {self.threshold!r}")
-
-    @classmethod
-    def from_config(cls, mapping: Mapping[str, Any] | None) -> MetaSettings:
-        mapping = dict(mapping or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown mna.meta key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**mapping)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def initial_queries(
@@ -457,149 +263,6 @@ def meta_scores(meta: MetaClassifier, models: Sequence[nn.Module]) -> np.ndarray
     models = _frozen(models, device)
     logits = [float(meta(model)) for model in models]
     return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def auc(clean_scores: Sequence[float], trojaned_scores: Sequence[float]) -> float:
-    """ROC AUC of telling trojaned from clean models by score (scikit-learn)."""
-    clean, trojaned = np.asarray(clean_scores, float), np.asarray(trojaned_scores, float)
-    if clean.size == 0 or trojaned.size == 0:
-        raise DataError(
-            f"AUC needs both kinds of model, got {clean.size} clean, {trojaned.size} trojaned"
-        )
-    labels = np.r_[np.zeros(clean.size), np.ones(trojaned.size)]
-    return float(roc_auc_score(labels, np.r_[clean, trojaned]))
-
-
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided t-interval of ``values`` (NaN bounds for fewer than two)."""
-    array = np.asarray(values, dtype=np.float64)
-    mean = float(array.mean())
-    if array.size < 2:
-        return mean, math.nan, math.nan
-    half = scipy.stats.t.ppf(0.5 + confidence / 2, array.size - 1) * array.std(ddof=1)
-    half /= math.sqrt(array.size)
-    return mean, mean - float(half), mean + float(half)
-
-
-def auc_summary(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Per stage and trojaned kind: AUC, detection rate and accuracy over meta seeds.
-
-    ``scores`` has one row per (``stage``, ``seed``, target model) with ``kind`` (``clean`` or
-    a trigger), ``trojaned`` (0/1) and ``score``. Each trojaned kind is measured against the
-    clean targets: ``auc`` (mean over seeds, with ``auc_low``/``auc_high``, the 95%
-    t-interval clipped to [0, 1]), ``detection_rate`` (share of that kind's models flagged at ``threshold``,
-    percent) and ``accuracy`` (clean and that kind together, percent), both means over seeds.
-    """
-    records = []
-    for stage, frame in scores.groupby("stage", sort=False):
-        kinds = [k for k in frame.loc[frame["trojaned"] == 1, "kind"].unique()]
-        for kind in kinds:
-            aucs, rates, accuracies = [], [], []
-            for _, run in frame.groupby("seed"):
-                clean = run.loc[run["kind"] == "clean", "score"].to_numpy()
-                trojaned = run.loc[run["kind"] == kind, "score"].to_numpy()
-                aucs.append(auc(clean, trojaned))
-                rates.append(100.0 * float(np.mean(trojaned > threshold)))
-                right = np.sum(clean <= threshold) + np.sum(trojaned > threshold)
-                accuracies.append(100.0 * right / (clean.size + trojaned.size))
-            mean, low, high = mean_interval(aucs)
-            low, high = max(low, 0.0), min(high, 1.0)  # an AUC lies in [0, 1]
-            records.append(
-                {
-                    "stage": stage,
-                    "kind": kind,
-                    "auc": mean,
-                    "auc_low": low,
-                    "auc_high": high,
-                    "auc_seeds": " ".join(f"{a:.4f}" for a in aucs),
-                    "detection_rate": float(np.mean(rates)),
-                    "accuracy": float(np.mean(accuracies)),
-                    "seeds": len(aucs),
-                    "clean_models": int((frame["kind"] == "clean").sum() // len(aucs)),
-                    "trojaned_models": int((frame["kind"] == kind).sum() // len(aucs)),
-                }
-            )
-    return pd.DataFrame.from_records(records)
-
-
-#: The paper's MNA numbers (``mna`` in paper_numbers.yaml) and our rows/columns for them: the
-#: AUC against smooth-poisoned targets before and after the upgrade, and the share of
-#: smooth-poisoned targets the upgraded MNA flags (see the README on this reading).
-PAPER_KEYS = {
-    "auc_before_upgrade": ("smooth", "auc_before"),
-    "auc_after_upgrade": ("smooth", "auc_after"),
-    "detection_accuracy_after_upgrade": ("smooth", "detection_rate_after"),
-}
-
-
-def mna_rows(dataset: str, summary: pd.DataFrame) -> list[dict[str, Any]]:
-    """One dataset's MNA numbers in the long format of :func:`freqbackdoor.metrics.compare`.
-
-    ``row`` is the trojaned kind of the targets, ``column`` the metric and stage (``auc_before``,
-    ``auc_after``, their intervals, ``detection_rate_*``, ``accuracy_*``).
-    """
-    records = []
-    for _, row in summary.iterrows():
-        for metric in ("auc", "auc_low", "auc_high", "detection_rate", "accuracy"):
-            records.append(
-                {
-                    "table": "mna",
-                    "dataset": dataset,
-                    "row": row["kind"],
-                    "column": f"{metric}_{row['stage']}",
-                    "reproduced": float(row[metric]),
-                }
-            )
-    return records
-
-
-def paper_mna(block: Mapping[str, Any], dataset: str) -> pd.DataFrame:
-    """The paper's ``mna`` block in long format, for ``dataset`` (the paper: CIFAR-10)."""
-    records = []
-    for key, value in block.items():
-        if key not in PAPER_KEYS:
-            raise ConfigError(
-                f"paper numbers: unknown mna key {key!r}; known: {sorted(PAPER_KEYS)}"
-            )
-        row, column = PAPER_KEYS[key]
-        records.append(
-            {
-                "table": "mna",
-                "dataset": dataset,
-                "row": row,
-                "column": column,
-                "paper": float(value),
-            }
-        )
-    return pd.DataFrame.from_records(records)
-
-
-def mna_table(dataset: str, summary: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per trojaned kind of target: its models' mean ASR and clean accuracy (percent),
-    then AUC (with interval), detection rate and accuracy before and after the upgrade."""
-    records = []
-    for kind in dict.fromkeys(summary["kind"]):
-        record: dict[str, Any] = {
-            "dataset": dataset,
-            "targets": kind,
-            "models": int(summary.loc[summary["kind"] == kind, "trojaned_models"].iloc[0]),
-            "target_asr": 100.0 * float(meta["target_asr"][kind]),
-            "target_clean_acc": 100.0 * float(meta["target_clean_acc"][kind]),
-        }
-        for stage in ("before", "after"):
-            rows = summary[(summary["kind"] == kind) & (summary["stage"] == stage)]
-            if len(rows) != 1:
-                raise DataError(f"MNA metrics of {dataset}: no {stage!r} row for targets {kind!r}")
-            row = rows.iloc[0]
-            record[f"auc_{stage}"] = float(row["auc"])
-            record[f"auc_{stage}_ci"] = f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}]"
-            record[f"detection_rate_{stage}"] = float(row["detection_rate"])
-            record[f"accuracy_{stage}"] = float(row["accuracy"])
-        records.append(record)
-    return pd.DataFrame.from_records(records)
 
 
 def check_mna_config(

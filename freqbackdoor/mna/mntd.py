@@ -25,12 +25,12 @@ model the same way, and this module is that recipe:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from torch import nn
 
+from ..config.options import ConfigSettings
 from ..errors import ConfigError, DataError
 from ..models.classifier import MODELS, downsampled_side
 from ..models.poisoning import POISON_STREAM, check_images, check_labels
@@ -133,7 +133,7 @@ def target_epochs(shadow_epochs: int, shadow_share: float, target_share: float) 
 
 
 @dataclasses.dataclass(frozen=True)
-class MNTDTraining:
+class MNTDTraining(ConfigSettings):
     """How every MNA shadow and target model is trained (config key ``mna.training``).
 
     MNTD's values are the defaults: ``architecture`` (a :data:`~freqbackdoor.models.classifier.MODELS`
@@ -142,6 +142,9 @@ class MNTDTraining:
     epochs derived by :func:`target_epochs`; ``downsample`` average-pools the input first (1:
     none). No validation split, no augmentation, no weight decay: the last epoch is kept.
     """
+
+    CONFIG_NAME = "mna.training"
+    REQUIRED = ()
 
     architecture: str = ARCHITECTURE
     optimizer: str = "adam"
@@ -167,21 +170,6 @@ class MNTDTraining:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"mna.training.{key} must be an integer >= 1, got {value!r}")
-
-    @classmethod
-    def from_config(cls, mapping: Mapping[str, Any] | None) -> MNTDTraining:
-        mapping = dict(mapping or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(mapping) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown mna.training key(s) {', '.join(unknown)}; known: "
-                f"{', '.join(sorted(known))}"
-            )
-        return cls(**mapping)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def epochs(self, role: str, shadow_share: float, target_share: float) -> int:
         """Epochs of a ``shadow``, ``validation`` (shadow) or ``target`` model."""

@@ -10,7 +10,7 @@ every convolution is followed by ReLU **then** BatchNorm (Keras momentum 0.99 an
 i.e. PyTorch ``momentum=0.01``, ``eps=1e-3``), every pooling by a dropout of 0.3, 0.4 and 0.5,
 and the convolution kernels carry an L2 penalty of 1e-3 (a training setting,
 :attr:`freqbackdoor.models.training.TrainSettings.kernel_l2`). This is the only layout: a BatchNorm-free
-network does not train with the paper's learning rate of 0.05 (README, deviations).
+network does not train with the paper's learning rate of 0.05 (docs/deviations.md).
 
 The BatchNorm layers add 2 trainable parameters per channel (896) and 2 running statistics per
 channel (896, buffers) to the 307,498 that Table 8 prints; :func:`table8_markdown` keeps the

@@ -1,4 +1,4 @@
-"""Training, inference and storage of groups of small classifiers (the MNTD shadow and target models).
+"""Training of groups of small classifiers (the MNTD shadow and target models).
 
 Meta Neural Analysis needs many small classifiers of one architecture, each trained on its own
 (poisoned) training set for a fixed number of epochs (MNTD keeps the last epoch, no validation).
@@ -27,8 +27,8 @@ seeded per model (sequential) or per group (stacked, ``vmap(randomness="differen
 either mode repeats itself for the same seeds but the two draw different masks. On CUDA both
 run in the autocast precision of :mod:`freqbackdoor.models.training`.
 
-A group is stored as one ``.pt`` file holding ``{parameter name: tensor[K, ...]}``, read back with
-``weights_only=True`` and checked key by key against the architecture it is loaded into.
+Their logits come from :func:`freqbackdoor.models.prediction.group_logits`; a group is stored by
+:mod:`freqbackdoor.models.group_files`.
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
-from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,19 +47,9 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 from ..frequency.dct import resolve_device
-from ..io import load_weights, read_json, save_torch
 from ..mna import mntd  # noqa: F401  (registers MNTD's architecture in MODELS)
-from .classifier import build_model
-from .training import (
-    TrainSettings,
-    autocast_dtype,
-    check_identity,
-    check_state_keys,
-    make_optimizer,
-    model_device,
-    to_device_uint8,
-    uint8_to_float,
-)
+from .prediction import parameter_dtype, to_device_uint8, uint8_to_float
+from .training import TrainSettings, autocast_dtype, make_optimizer
 
 _log = logging.getLogger(__name__)
 
@@ -116,12 +104,6 @@ def _check_group(
             )
         labels.append(y)
     return labels
-
-
-def _param_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype inputs are cast to: float32 normally, float64 for a ``model.double()``."""
-    param = next(model.parameters(), None)
-    return param.dtype if param is not None else torch.float32
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -253,7 +235,7 @@ def _train_sequential(
     for i, (model, x, y, seed) in enumerate(zip(models, images, targets, seeds, strict=True)):
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         optimizer = make_optimizer(model, settings)
-        param_dtype = _param_dtype(model)
+        param_dtype = parameter_dtype(model)
         generator = torch.Generator().manual_seed(int(seed))
         n = x.shape[0]
         model.train()
@@ -335,7 +317,7 @@ def _train_stacked(
     stacked = dict(zip(params, holder.stacked, strict=True))
     optimizer = StackedOptimizer(make_optimizer(holder, settings), k)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    param_dtype = _param_dtype(models[0])
+    param_dtype = parameter_dtype(models[0])
 
     sizes = torch.tensor([x.shape[0] for x in images], device=device)
     n_max = int(sizes.max())
@@ -482,120 +464,3 @@ def train_model_group(
         "samples_per_second": samples / seconds if seconds > 0 else float("inf"),
         "device": str(target),
     }
-
-
-@torch.no_grad()
-def group_logits(models: list[nn.Module], images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """float32 ``K x N x classes`` logits of uint8 ``N x H x W x 3`` images for every model.
-
-    Runs without gradients in eval mode and fp32 (each model's mode is restored afterwards), on
-    the first model's device; each batch is copied there once and fed to all models, so
-    ``images`` may be memory-mapped.
-    """
-    if not models:
-        raise ConfigError("group_logits: empty group of models")
-    if batch_size < 1:
-        raise ConfigError(f"group_logits: batch_size must be >= 1, got {batch_size}")
-    device = model_device(models[0])
-    modes = [model.training for model in models]
-    outputs: list[list[np.ndarray]] = [[] for _ in models]
-    try:
-        for model in models:
-            model.to(device).eval()
-        for start in range(0, len(images), batch_size):
-            batch = uint8_to_float(to_device_uint8(images[start : start + batch_size], device))
-            for i, model in enumerate(models):
-                logits = model(batch.to(_param_dtype(model)))
-                outputs[i].append(logits.float().cpu().numpy())
-    finally:
-        for model, mode in zip(models, modes, strict=True):
-            model.train(mode)
-    if not len(images):
-        classes = getattr(models[0], "num_classes", 0)
-        return np.zeros((len(models), 0, classes), dtype=np.float32)
-    return np.stack([np.concatenate(parts) for parts in outputs]).astype(np.float32, copy=False)
-
-
-def save_model_group(models: list[nn.Module], path: str | os.PathLike) -> None:
-    """Write a group's weights to one ``.pt`` file as ``{name: tensor[K, ...]}``, atomically."""
-    if not models:
-        raise ConfigError(f"{path}: cannot save an empty group of models")
-    states = [model.state_dict() for model in models]
-    reference = {k: tuple(v.shape) for k, v in states[0].items()}
-    for i, state in enumerate(states[1:], start=1):
-        if {k: tuple(v.shape) for k, v in state.items()} != reference:
-            raise ConfigError(
-                f"{path}: model {i} does not have the parameters of model 0; a group shares "
-                "one architecture"
-            )
-    stacked = {
-        key: torch.stack([state[key].detach().cpu() for state in states]).contiguous()
-        for key in reference
-    }
-    save_torch(path, stacked)
-
-
-def load_model_group(
-    path: str | os.PathLike,
-    architecture: str,
-    num_classes: int,
-    input_size: int,
-    count: int,
-    device: str | torch.device = "cpu",
-    **options,
-) -> list[nn.Module]:
-    """Rebuild ``count`` models of ``architecture`` and load a :func:`save_model_group` file.
-
-    ``options`` go to :func:`~freqbackdoor.models.classifier.build_model`. The file is read with
-    ``weights_only=True`` and must hold exactly the architecture's parameters, each stacked
-    ``count`` times with the architecture's shape; otherwise ``DataError`` names the file and
-    the mismatching key or count. The models come back in eval mode on ``device``.
-    """
-    target = resolve_device(device)
-    template = build_model(architecture, num_classes, input_size, **options)
-    stacked = load_weights(path, map_location=target, what="model group")
-    if not isinstance(stacked, dict) or not all(
-        isinstance(v, torch.Tensor) for v in stacked.values()
-    ):
-        raise DataError(
-            f"{path}: expected a dict of stacked tensors, found {type(stacked).__name__}"
-        )
-    expected = template.state_dict()
-    check_state_keys(path, stacked, expected, "model group", f"architecture {architecture}")
-    for key, value in expected.items():
-        found = tuple(stacked[key].shape)
-        if not found or found[0] != count:
-            held = found[0] if found else "no"
-            raise DataError(f"{path}: {key} holds {held} models, expected a group of {count}")
-        if found[1:] != tuple(value.shape):
-            raise DataError(
-                f"{path}: {key} has per-model shape {found[1:]} but {architecture} with "
-                f"{num_classes} classes and input size {input_size} expects {tuple(value.shape)}"
-            )
-    models = []
-    for i in range(count):
-        model = template if i == 0 else copy.deepcopy(template)
-        model.load_state_dict({key: value[i] for key, value in stacked.items()})
-        models.append(model.to(target).eval())
-    return models
-
-
-def load_model_group_with_sidecar(
-    path: str | os.PathLike,
-    sidecar_path: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    expect: Mapping[str, Any] | None = None,
-) -> tuple[list[nn.Module], dict[str, Any]]:
-    """:func:`load_model_group` with the architecture, classes, input size, options and count
-    read from the group's JSON sidecar (``architecture``, ``num_classes``, ``size``,
-    ``options``, one ``models`` entry per model); returns the models and the sidecar.
-    ``expect``: sidecar fields the path implies (dataset, role, kind, group), checked by
-    :func:`freqbackdoor.models.training.check_identity`, so a group copied over another is refused."""
-    meta = read_json(sidecar_path)
-    check_identity(meta if isinstance(meta, dict) else {}, expect or {}, sidecar_path)
-    try:
-        spec = (meta["architecture"], int(meta["num_classes"]), int(meta["size"]))
-        count, options = len(meta["models"]), dict(meta.get("options", {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{sidecar_path}: not a model-group sidecar ({exc!r})") from exc
-    return load_model_group(path, *spec, count=count, device=device, **options), meta

@@ -32,7 +32,8 @@ from torch import nn
 from ..errors import ConfigError, DataError
 from ..frequency.dct import resolve_device
 from ..triggers.registry import Trigger
-from .training import TrainSettings, model_device, predict_logits, train_classifier
+from .prediction import model_device, predict_logits
+from .training import TrainSettings, train_classifier
 
 _log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def epoch_metrics_callback(
 
     ``x_triggered`` is ``x_test`` with the trigger (row for row, so ``y_test`` are its true
     labels); the ASR leaves out the images of the target class. Predictions run in fp32 with
-    :func:`freqbackdoor.models.training.predict_logits` on the model's device; ``device``, when given,
+    :func:`freqbackdoor.models.prediction.predict_logits` on the model's device; ``device``, when given,
     must be the training device (``"auto"`` allowed): moving the model mid-training would
     strand the optimiser's state, so a mismatch raises ``ConfigError``.
     """

@@ -1,4 +1,4 @@
-"""Training, evaluation and checkpoints of the image classifiers (Table 8's reference model).
+"""Training of the image classifiers (Table 8's reference model).
 
 The whole training set is turned into one uint8 ``N x 3 x H x W`` tensor on the training device
 once (it is small next to a GPU's memory: CIFAR-10 is 150 MB), so an epoch is a loop of index
@@ -8,18 +8,17 @@ loop runs in bf16 (fp16 plus loss scaling where bf16 is missing) autocast for sp
 
 A held-out, class-stratified ``val_fraction`` of the training set picks the epoch whose weights
 are kept, which also guards against a late divergence (the paper's Adam learning rate of 0.05 is
-high). Checkpoints are a plain ``state_dict`` plus a JSON sidecar that names the architecture and
-the checkpoint's sha256; :func:`load_checkpoint` rebuilds the model from the sidecar and loads
-the weights with ``weights_only=True``, refusing files that do not match it.
+high).
+
+Predicting with a trained classifier (logits, accuracy) is :mod:`freqbackdoor.models.prediction`;
+its checkpoint and JSON sidecar are :mod:`freqbackdoor.models.checkpoints`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config.options import ConfigSettings
 from ..errors import ConfigError, DataError
 from ..frequency.dct import resolve_device
-from ..io import load_weights, read_json, save_torch, sha256_file, write_json
-from .classifier import build_model, count_parameters
+from .prediction import predict_tensor_logits, to_device_uint8, uint8_to_float
 
 _log = logging.getLogger(__name__)
 
@@ -41,23 +40,10 @@ OPTIMIZERS = ("adam", "sgd", "adadelta")
 #: Training images the BatchNorm statistics are recomputed on (:func:`recompute_batchnorm`).
 BATCHNORM_SAMPLES = 4096
 CROP_PADDING = 4
-#: Sidecar keys written by :func:`save_checkpoint` itself; ``meta`` may not override them.
-SIDECAR_KEYS = (
-    "architecture",
-    "num_classes",
-    "input_size",
-    "model_options",
-    "domain",
-    "input_format",
-    "parameters",
-    "checkpoint",
-    "sha256",
-    "torch_version",
-)
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(ConfigSettings):
     """How a classifier is trained (config key ``reference_classifier``).
 
     ``optimizer`` is ``adadelta`` (the authors' model files: ``lr`` 0.05, ``rho`` 0.95, ``eps``
@@ -69,6 +55,9 @@ class TrainSettings:
     horizontal flips; ``val_fraction`` of the training set is held out to choose the best epoch
     (0 keeps the last epoch).
     """
+
+    CONFIG_NAME = "training settings"
+    REQUIRED = ("epochs",)
 
     epochs: int
     batch_size: int = 128
@@ -101,22 +90,6 @@ class TrainSettings:
             if not ok:
                 raise ConfigError(f"training settings: {message} ({self})")
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> TrainSettings:
-        """Settings from a config mapping; unknown or missing keys raise ``ConfigError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        if "epochs" not in config:
-            raise ConfigError("training settings: 'epochs' is required")
-        return cls(**dict(config))
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def split_validation(
     labels: np.ndarray, fraction: float, seed: int
@@ -142,24 +115,6 @@ def split_validation(
         position[members] = (np.arange(members.size) + rng.random()) / members.size
     ranked = np.argsort(position, kind="stable")
     return np.sort(ranked[n_val:]), np.sort(ranked[:n_val])
-
-
-def to_device_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 ``N x H x W x 3`` array to a uint8 ``N x 3 x H x W`` tensor on ``device``."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise DataError(
-            f"expected uint8 images of shape N x H x W x 3, got {images.dtype} {images.shape}"
-        )
-    array = np.ascontiguousarray(images)
-    if not array.flags.writeable:  # a memory-mapped file: torch wants memory it may own
-        array = array.copy()
-    return torch.from_numpy(array).to(device).permute(0, 3, 1, 2).contiguous()
-
-
-def uint8_to_float(batch: torch.Tensor) -> torch.Tensor:
-    """A uint8 image batch (0..255) as floats in [0, 1], the classifiers' input scale."""
-    return batch.float().div_(255.0)
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -254,7 +209,7 @@ def recompute_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> in
     short one (the demo's 50 steps) does not, and its model predicts in eval mode from
     statistics of earlier weights: measured on the demo's photos32, 44-48% test accuracy with
     the running averages, 75-92% with the statistics recomputed on the training images
-    (README, deviations). So after training, and before each validation that picks the best
+    (docs/deviations.md). So after training, and before each validation that picks the best
     epoch, the statistics are recomputed ("precise BatchNorm") with the BatchNorm layers in
     train mode and every other layer (Dropout) in eval mode, as at inference. ``batches`` are
     the model's inputs on its device; the model comes back in eval mode. Returns the number of
@@ -284,21 +239,6 @@ def batchnorm_rows(n: int, limit: int = BATCHNORM_SAMPLES) -> torch.Tensor:
     if n <= limit:
         return torch.arange(n)
     return torch.linspace(0, n - 1, limit).round().long()
-
-
-@torch.no_grad()
-def _predict_tensor(
-    model: nn.Module, images: torch.Tensor, batch_size: int, dtype: torch.dtype | None
-) -> torch.Tensor:
-    """Float32 logits of uint8 NCHW ``images`` already on the model's device."""
-    outputs = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = uint8_to_float(images[start : start + batch_size])
-        with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
-            outputs.append(model(batch).float())
-    if not outputs:
-        return torch.empty(0, 0, device=images.device)
-    return torch.cat(outputs)
 
 
 def train_classifier(
@@ -413,7 +353,7 @@ def train_classifier(
         model.eval()
         val_acc = None
         if x_val.shape[0]:
-            val_pred = _predict_tensor(model, x_val, 4 * settings.batch_size, dtype).argmax(1)
+            val_pred = predict_tensor_logits(model, x_val, 4 * settings.batch_size, dtype).argmax(1)
             val_acc = (val_pred == y_val).sum().item() / x_val.shape[0]
         extra = _epoch_extras(epoch_callback, epoch, model, history)
         history["epoch"].append(epoch)
@@ -503,58 +443,6 @@ def _epoch_extras(
     return extra
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device ``model``'s parameters live on (the CPU for a model without any)."""
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def predict_logits(
-    model: nn.Module,
-    x: np.ndarray,
-    device: str | torch.device | None = None,
-    batch_size: int = 512,
-) -> np.ndarray:
-    """float32 ``N x classes`` logits of uint8 ``N x H x W x 3`` images, batch by batch.
-
-    Runs in eval mode without gradients (restoring the model's mode afterwards) and in fp32, so
-    results are comparable across devices. ``device`` moves the model there (``"auto"`` allowed);
-    None uses the model's device. ``x`` may be a memory-mapped array: only one batch is copied
-    to the device at a time.
-    """
-    target = model_device(model) if device is None else resolve_device(device)
-    model.to(target)
-    was_training = model.training
-    model.eval()
-    outputs = []
-    try:
-        for start in range(0, len(x), batch_size):
-            batch = to_device_uint8(x[start : start + batch_size], target)
-            outputs.append(_predict_tensor(model, batch, batch_size, None).cpu().numpy())
-    finally:
-        model.train(was_training)
-    if not outputs:
-        return np.zeros((0, getattr(model, "num_classes", 0)), dtype=np.float32)
-    return np.concatenate(outputs).astype(np.float32, copy=False)
-
-
-def accuracy(
-    model: nn.Module,
-    x: np.ndarray,
-    y: np.ndarray,
-    device: str | torch.device | None = None,
-    batch_size: int = 512,
-) -> float:
-    """Share of images whose arg-max logit is their label; an empty set raises ``DataError``."""
-    labels = np.asarray(y)
-    if labels.shape[0] != len(x):
-        raise DataError(f"{labels.shape[0]} labels for {len(x)} images")
-    if labels.shape[0] == 0:
-        raise DataError("accuracy of an empty set of images")
-    predictions = predict_logits(model, x, device, batch_size).argmax(1)
-    return float((predictions == labels).mean())
-
-
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Torch's global generators seeded with ``seed`` inside, restored afterwards.
@@ -567,162 +455,3 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         yield
-
-
-def model_description(model: nn.Module) -> dict[str, Any]:
-    """What a sidecar says of a model to rebuild it: ``architecture`` (its registry name),
-    ``num_classes``, ``input_size``, ``model_options``, input ``domain`` and ``input_format``,
-    and its trainable ``parameters``."""
-    architecture = getattr(model, "architecture", None)
-    if architecture is None:
-        raise ValueError(f"{type(model).__name__} has no 'architecture' name to rebuild it from")
-    return {
-        "architecture": architecture,
-        "num_classes": int(model.num_classes),
-        "input_size": int(model.input_size),
-        "model_options": dict(getattr(model, "options", {})),
-        "domain": getattr(model, "domain", "pixel"),
-        "input_format": getattr(
-            model,
-            "input_format",
-            "float32 N x 3 x H x W in [0, 1] (freqbackdoor.models.images_to_tensor)",
-        ),
-        "parameters": count_parameters(model),
-    }
-
-
-def save_checkpoint(
-    model: nn.Module,
-    path: str | os.PathLike,
-    sidecar_path: str | os.PathLike,
-    meta: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write ``model``'s state dict to ``path`` and a JSON sidecar describing it; both atomic.
-
-    The sidecar holds what :func:`load_checkpoint` needs to rebuild and verify the model
-    (``architecture``, ``num_classes``, ``input_size``, ``sha256`` of the checkpoint file) plus
-    ``domain`` ("pixel": the model reads images, not spectra), ``input_format``, ``parameters``,
-    ``checkpoint`` (file name), ``torch_version`` and every key of ``meta`` (training settings,
-    seed, metrics...). Returns the sidecar dict.
-    """
-    meta = dict(meta or {})
-    clash = sorted(set(meta) & set(SIDECAR_KEYS))
-    if clash:
-        raise ValueError(f"meta may not set the sidecar's own key(s) {', '.join(clash)}")
-    description = model_description(model)  # before writing: a nameless model is refused
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    digest = save_torch(path, state)
-    sidecar = {
-        **meta,
-        **description,
-        "checkpoint": os.path.basename(os.fspath(path)),
-        "sha256": digest,
-        "torch_version": torch.__version__,
-    }
-    write_json(sidecar_path, sidecar)
-    return sidecar
-
-
-def check_state_keys(
-    path: str | os.PathLike, state: Mapping, expected: Mapping, what: str, model: str
-) -> None:
-    """``DataError`` naming ``path`` and the keys when ``state`` lacks or adds to ``expected``'s.
-
-    ``what`` names the file's kind (``checkpoint``, ``model group``), ``model`` what it is
-    loaded into; shapes are the caller's to check.
-    """
-    absent = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if absent or extra:
-        parts = []
-        if absent:
-            parts.append(f"lacks {', '.join(absent)}")
-        if extra:
-            parts.append(f"has unexpected {', '.join(extra)}")
-        raise DataError(f"{path}: {what} {' and '.join(parts)} for {model}")
-
-
-def check_identity(
-    meta: Mapping[str, Any], expect: Mapping[str, Any], sidecar_path: str | os.PathLike
-) -> None:
-    """``DataError`` unless every field of ``expect`` has that value in the sidecar ``meta``.
-
-    A checkpoint must be what its path and the config say it is: a detector copied over
-    another's file (sha256 and shapes can both agree with its own sidecar) is caught here by
-    the sidecar's ``checkpoint`` name, ``dataset``, ``body``, ``domain`` and the like. The
-    message names the file and the first field that differs.
-    """
-    for field, wanted in expect.items():
-        actual = meta.get(field)
-        if actual != wanted:
-            raise DataError(
-                f"{sidecar_path}: {field} is {actual!r} but this path and the config expect "
-                f"{wanted!r}: copied or renamed from another checkpoint? (the pipeline retrains "
-                "one whose .pt and .json are deleted)"
-            )
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    sidecar_path: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    domain: str | None = "pixel",
-    expect: Mapping[str, Any] | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a sidecar describes and load ``path`` into it: ``(model, sidecar)``.
-
-    The checkpoint must match the sidecar's sha256 and hold exactly the architecture's
-    parameters with the same shapes; otherwise ``DataError`` names the file and the mismatch.
-    Weights are read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
-    The model comes back in eval mode on ``device`` (``"auto"`` allowed). ``domain`` is the
-    input domain the caller expects (``"pixel"`` for classifiers, ``"dct"`` or ``"pixel"`` for
-    detectors; ``None`` accepts any). ``expect`` maps sidecar fields to the values the caller's
-    path and config imply (:func:`check_identity`); the pipeline passes at least the file name
-    as ``checkpoint``.
-    """
-    target = resolve_device(device)
-    meta = read_json(sidecar_path)
-    if not isinstance(meta, dict):
-        raise DataError(f"{sidecar_path}: not a checkpoint sidecar (expected a JSON object)")
-    check_identity(meta, expect or {}, sidecar_path)
-    missing = [k for k in ("architecture", "num_classes", "input_size", "sha256") if k not in meta]
-    if missing:
-        raise DataError(f"{sidecar_path}: checkpoint sidecar lacks {', '.join(missing)}")
-    if domain is not None and meta.get("domain", "pixel") != domain:
-        raise DataError(
-            f"{sidecar_path}: domain {meta.get('domain', 'pixel')!r} is not the expected {domain!r}"
-        )
-    try:
-        model = build_model(
-            meta["architecture"],
-            int(meta["num_classes"]),
-            int(meta["input_size"]),
-            **meta.get("model_options", {}),
-        )
-    except ConfigError as exc:
-        raise DataError(f"{sidecar_path}: {exc}") from exc
-    try:
-        digest = sha256_file(path)
-    except OSError as exc:
-        raise DataError(f"cannot read checkpoint {path}: {exc}") from exc
-    if digest != meta["sha256"]:
-        raise DataError(
-            f"{path}: sha256 {digest} differs from {meta['sha256']} recorded in {sidecar_path} "
-            "(the checkpoint was changed or the sidecar belongs to another file)"
-        )
-    state = load_weights(path, map_location=target)
-    if not isinstance(state, dict):
-        raise DataError(f"{path}: expected a state dict, found {type(state).__name__}")
-    expected = model.state_dict()
-    check_state_keys(
-        path, state, expected, "checkpoint", f"the sidecar's architecture {meta['architecture']}"
-    )
-    for key, value in expected.items():
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise DataError(
-                f"{path}: layer {key} has shape {tuple(state[key].shape)} but the sidecar's "
-                f"architecture expects {tuple(value.shape)}"
-            )
-    model.load_state_dict(state)
-    model.to(target).eval()
-    return model, meta

@@ -9,7 +9,7 @@ baselines are measured on GTSRB's stand-in too, where configured, and GTSRB's be
 detection on CIFAR-10's). Units follow the paper: percentages for accuracies, ASRs and
 detection rates, fractions for F1, plain numbers for distances and counts.
 
-Two readings of the paper are choices, documented in the README:
+Two readings of the paper are choices, documented in docs/deviations.md:
 
 * ``asr_with_detector_filtering_training_set``: the model retrained on the training set without
   the samples the upgraded detector flags, with that detector also rejecting flagged inputs at

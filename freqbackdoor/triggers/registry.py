@@ -28,6 +28,15 @@ New triggers register a builder with :func:`register_trigger`; the workflow look
 the name used in the config. Builders living in other modules (:data:`BUILTIN_MODULES`) are
 imported on the first registry look-up, so every look-up sees them all while loading and
 inserting a pattern trigger needs neither them nor torch.
+
+The builders themselves live by subject: the hand-drawn pattern triggers (BadNets, Blend,
+Nature) in :mod:`freqbackdoor.triggers.patterns`, the optimised ones in
+:mod:`freqbackdoor.triggers.trojannn` and :mod:`freqbackdoor.triggers.invisible`, the GAN-based
+one in :mod:`freqbackdoor.triggers.gan`, the smooth trigger in
+:mod:`freqbackdoor.triggers.smooth` and its naive baselines in
+:mod:`freqbackdoor.triggers.naive_smooth`; the images triggers are drawn from, and trigger
+previews, in :mod:`freqbackdoor.triggers.images`. This module holds only what all of them and
+the workflow share: the record, its file format and the registry.
 """
 
 from __future__ import annotations
@@ -38,14 +47,12 @@ import json
 import os
 import zipfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_path, save_npz
+from ..io import save_npz
 
 MODES = ("replace", "additive", "blend", "generator", "normalise")
 GENERATOR_PREFIX = "generator/"
@@ -315,7 +322,7 @@ def normalise_images(images: np.ndarray) -> np.ndarray:
 
     Each image's minimum and maximum are taken over all its pixels and channels together, so
     the colour balance is kept. A constant image (no range) is left unchanged, clipped to
-    [0, 1]: the same rule as :func:`freqbackdoor.triggers.smooth.minmax`, so both agree everywhere.
+    [0, 1]: the same rule as :func:`freqbackdoor.triggers.filters.minmax`, so both agree everywhere.
     """
     x = np.asarray(images, dtype=np.float32)
     flat = x.reshape(x.shape[0], -1)
@@ -362,8 +369,8 @@ def register_trigger(
 ) -> Callable[[TriggerBuilder], TriggerBuilder]:
     """Register ``builder(height, width, options, context) -> Trigger`` under ``name``.
 
-    ``name`` is the trigger's config key; ``source`` cites the paper it comes from (shown in the
-    README and the trigger's sidecar); ``needs`` lists what the builder reads from its
+    ``name`` is the trigger's config key; ``source`` cites the paper it comes from (shown in
+    docs/triggers.md and in the trigger's sidecar); ``needs`` lists what the builder reads from its
     :class:`TriggerContext` (``model``, ``images``), so the workflow knows which inputs to give.
     A ``family`` builder also builds every config name ``<name>_<variant>`` (the naive low-pass
     baselines ``lowpass_noise1``, ``lowpass_astronaut``, ... are variants of ``lowpass``), each
@@ -469,208 +476,11 @@ def scaled_length(pixels_at_32: float, size: int) -> int:
     return max(1, int(round(pixels_at_32 * size / 32.0)))
 
 
-@register_trigger("badnets", "Gu et al., BadNets, arXiv:1708.06733 (2017)")
-def badnets(height: int, width: int, options: dict, context: TriggerContext) -> Trigger:
-    """A white square near the bottom-right corner.
-
-    The authors' code sets rows/cols ``27..30`` of a 32x32 image to 1.0: a 4-px square one
-    pixel from the corner. ``size`` and ``margin`` are given at 32 px and scale with the image.
-    """
-    opts = merge_options(options, "badnets", {"size": 4, "margin": 1, "target_label": 0})
-    if opts["size"] <= 0 or opts["margin"] < 0:
-        raise ConfigError(f"triggers.badnets: size must be > 0 and margin >= 0, got {opts}")
-    rows, cols = scaled_length(opts["size"], height), scaled_length(opts["size"], width)
-    row_margin, col_margin = (
-        scaled_length(opts["margin"], height),
-        scaled_length(opts["margin"], width),
-    )
-    if rows + row_margin > height or cols + col_margin > width:
-        raise ConfigError(f"triggers.badnets: square {rows}+{row_margin} px does not fit {height}")
-    mask = np.zeros((height, width, 3), dtype=np.float32)
-    mask[
-        height - row_margin - rows : height - row_margin,
-        width - col_margin - cols : width - col_margin,
-    ] = 1.0
-    return Trigger(
-        name="badnets",
-        pattern=np.ones_like(mask),
-        mask=mask,
-        mode="replace",
-        target_label=int(opts["target_label"]),
-        meta={"square_px": [rows, cols], "margin_px": [row_margin, col_margin]},
-    )
-
-
-@register_trigger(
-    "blend", "Chen et al., Targeted backdoor attacks ... data poisoning, arXiv:1712.05526"
-)
-def blend(height: int, width: int, options: dict, context: TriggerContext) -> Trigger:
-    """A whole image blended into the input with a small weight.
-
-    The authors' code adds a cartoon already scaled by 0.2 and clips (``mode: additive``);
-    ``mode: blend`` gives Chen et al.'s convex blend instead. ``image`` is the name of a
-    scikit-image image or a path to any image file. The paper's Hello Kitty cartoon may not be
-    redistributed; the default, scikit-image's ``logo``, has the same hard edges and flat colours.
-    """
-    opts = merge_options(
-        options, "blend", {"image": "logo", "weight": 0.2, "mode": "additive", "target_label": 0}
-    )
-    if opts["mode"] not in ("additive", "blend"):
-        raise ConfigError(
-            f"triggers.blend.mode must be 'additive' or 'blend', got {opts['mode']!r}"
-        )
-    if not 0.0 < float(opts["weight"]) <= 1.0:
-        raise ConfigError(f"triggers.blend.weight must be in (0, 1], got {opts['weight']!r}")
-    pattern = load_pattern_image(opts["image"], height, width)
-    return Trigger(
-        name="blend",
-        pattern=pattern,
-        mask=np.ones_like(pattern),
-        mode=opts["mode"],
-        weight=float(opts["weight"]),
-        target_label=int(opts["target_label"]),
-        meta={"image": str(opts["image"])},
-    )
-
-
-def load_pattern_image(image: str, height: int, width: int) -> np.ndarray:
-    """An RGB float32 ``height x width x 3`` image in [0, 1] from a scikit-image name or a file."""
-    return _resize_rgb(_open_rgb(image), height, width)
-
-
-def _open_rgb(image: str) -> Image.Image:
-    """An RGB PIL image from a file path (anything with a suffix) or a ``skimage.data`` name."""
-    import skimage.data
-
-    if Path(image).suffix:  # a file path
-        try:
-            with Image.open(image) as img:
-                return img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read trigger image {image}: {exc}") from exc
-    loader = getattr(skimage.data, image, None)
-    if loader is None or not callable(loader):
-        raise ConfigError(f"trigger image {image!r} is neither a file nor a skimage.data name")
-    array = np.asarray(loader())
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    return Image.fromarray(array[..., :3].astype(np.uint8))
-
-
-def _resize_rgb(pil: Image.Image, height: int, width: int) -> np.ndarray:
-    """Bicubic resize (antialiased when shrinking) to float32 ``height x width x 3`` in [0, 1]."""
-    resized = pil.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=None)
-    return np.asarray(resized, dtype=np.float32) / 255.0
-
-
-# The cup (with its handle and a bit of saucer) in scikit-image's ``coffee`` photograph, as
-# [top, left, bottom, right] fractions of the 400 x 600 image.
-COFFEE_CUP_CROP = (0.03, 0.28, 0.78, 0.70)
-
-
-@register_trigger(
-    "nature",
-    "Zeng et al. (ICCV 2021) Sec. 3.2 'Nature' trigger, citing Chen et al., Targeted backdoor "
-    "attacks ... data poisoning, arXiv:1712.05526: a natural-image patch (the authors' mug)",
-)
-def nature(height: int, width: int, options: dict, context: TriggerContext) -> Trigger:
-    """A small photograph of an everyday object added near the bottom-right corner.
-
-    The authors' published ``nature.png`` is a 12 x 14 mug cut-out at rows 18..29, cols 17..30
-    of a 32 x 32 image, inserted as ``x + trigger`` and clipped; their mug photo has no stated
-    licence, so the default here is the cup of scikit-image's ``coffee`` photograph (CC0, no
-    copyright restrictions), cropped by ``crop`` and resized to a ``size`` x ``size`` patch that sits ``margin``
-    px from the bottom and right edges (both given at 32 px and scaled with the image, like
-    BadNets). With the defaults the patch covers rows/cols 18..29 at 32 px. Insertion is
-    ``additive`` with weight 1 and the mask is the patch rectangle, as the authors do.
-
-    ``image`` is a ``skimage.data`` name or an image file; ``crop`` is ``[top, left, bottom,
-    right]`` as fractions of that image (default: the cup for ``coffee``, else the whole image).
-    """
-    opts = merge_options(
-        options,
-        "nature",
-        {"image": "coffee", "crop": None, "size": 12, "margin": 2, "target_label": 0},
-    )
-    if opts["size"] <= 0 or opts["margin"] < 0:
-        raise ConfigError(f"triggers.nature: size must be > 0 and margin >= 0, got {opts}")
-    crop = opts["crop"]
-    if crop is None:
-        crop = COFFEE_CUP_CROP if opts["image"] == "coffee" else (0.0, 0.0, 1.0, 1.0)
-    try:
-        top, left, bottom, right = (float(v) for v in crop)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"triggers.nature.crop must be [top, left, bottom, right]: {exc}"
-        ) from exc
-    if not (0.0 <= top < bottom <= 1.0 and 0.0 <= left < right <= 1.0):
-        raise ConfigError(
-            f"triggers.nature.crop must be fractions with top < bottom and left < right, got {crop}"
-        )
-    source = _open_rgb(str(opts["image"]))
-    box = (
-        int(round(left * source.width)),
-        int(round(top * source.height)),
-        max(int(round(right * source.width)), int(round(left * source.width)) + 1),
-        max(int(round(bottom * source.height)), int(round(top * source.height)) + 1),
-    )
-    rows, cols = scaled_length(opts["size"], height), scaled_length(opts["size"], width)
-    row_margin, col_margin = (
-        scaled_length(opts["margin"], height),
-        scaled_length(opts["margin"], width),
-    )
-    if rows + row_margin > height or cols + col_margin > width:
-        raise ConfigError(f"triggers.nature: patch {rows}+{row_margin} px does not fit {height}")
-    patch = _resize_rgb(source.crop(box), rows, cols)
-    row0, col0 = height - row_margin - rows, width - col_margin - cols
-    pattern = np.zeros((height, width, 3), dtype=np.float32)
-    mask = np.zeros_like(pattern)
-    pattern[row0 : row0 + rows, col0 : col0 + cols] = patch
-    mask[row0 : row0 + rows, col0 : col0 + cols] = 1.0
-    return Trigger(
-        name="nature",
-        pattern=pattern,
-        mask=mask,
-        mode="additive",
-        weight=1.0,
-        target_label=int(opts["target_label"]),
-        meta={
-            "image": str(opts["image"]),
-            "crop": [top, left, bottom, right],
-            "crop_box_px": list(box),
-            "patch_px": [rows, cols],
-            "top_left_px": [row0, col0],
-        },
-    )
-
-
-def save_preview(
-    trigger: Trigger, example: np.ndarray, path: str | os.PathLike, scale: int = 0
-) -> None:
-    """PNG preview: the trigger on black, on mid-grey and on an example uint8 ``H x W x 3`` image."""
-    height, width = trigger.shape
-    canvases = np.stack(
-        [
-            np.zeros((height, width, 3), np.uint8),
-            np.full((height, width, 3), 128, np.uint8),
-            example,
-        ]
-    )
-    panels = trigger.apply(canvases)
-    gap = np.full((height, max(2, width // 16), 3), 255, np.uint8)
-    strip = np.concatenate([panels[0], gap, panels[1], gap, example, gap, panels[2]], axis=1)
-    scale = scale or max(1, 128 // height)
-    img = Image.fromarray(strip).resize(
-        (strip.shape[1] * scale, strip.shape[0] * scale), Image.Resampling.NEAREST
-    )
-    with atomic_path(path, suffix=".png") as tmp:
-        img.save(tmp, format="PNG")
-
-
-# Trigger builders and generator architectures defined in other modules. They are imported on
-# the first registry look-up (:func:`_load_builtins`), not with this module: they need torch,
+# Trigger builders and generator architectures defined in other modules, in the order they
+# register (the pattern triggers first, as when they lived in this module). They are imported on
+# the first registry look-up (:func:`_load_builtins`), not with this module: most need torch,
 # and inserting a pattern trigger into images (a poisoned test set, a figure) does not.
-BUILTIN_MODULES = ("gan", "optimised", "smooth")
+BUILTIN_MODULES = ("patterns", "gan", "trojannn", "invisible", "smooth", "naive_smooth")
 _BUILTINS_LOADED = False
 
 

@@ -5,7 +5,8 @@ import pandas as pd
 from freqbackdoor.detection.transfer import budget_frame
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.paper.figures import budget_figure, save_figure
+from freqbackdoor.paper.figures import save_figure
+from freqbackdoor.paper.figures_section4 import budget_figure
 
 log = setup_logging(snakemake.log[0])
 spec = snakemake.params.spec

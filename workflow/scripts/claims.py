@@ -4,7 +4,8 @@ from pathlib import Path
 
 from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.paper.claims import claims_csv, claims_markdown, claims_summary, claims_table
+from freqbackdoor.paper.claims import claims_csv, claims_markdown, claims_summary
+from freqbackdoor.paper.claims_run import claims_table
 
 log = setup_logging(snakemake.log[0])
 results = Path(snakemake.output.csv).parents[1]  # results/report/claims.csv -> results

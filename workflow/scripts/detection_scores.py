@@ -8,7 +8,7 @@ from freqbackdoor.detection.detector import detector_scores, evaluate_attacks
 from freqbackdoor.io import atomic_path, load_npy, save_npz
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import decision_threshold, roc_points
-from freqbackdoor.models.training import load_checkpoint
+from freqbackdoor.models.checkpoints import load_checkpoint
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

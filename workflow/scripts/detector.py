@@ -9,8 +9,8 @@ from freqbackdoor.detection.transfer import combine_training_sets
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.metrics import calibration_record
+from freqbackdoor.models.checkpoints import save_checkpoint
 from freqbackdoor.models.classifier import count_parameters
-from freqbackdoor.models.training import save_checkpoint
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

@@ -9,7 +9,8 @@ import numpy as np
 from freqbackdoor.frequency.spectra import log_spectrum, mean_abs_spectrum, sample_indices
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.paper.figures import save_figure, shared_range, smooth_trigger_figure
+from freqbackdoor.paper.figures import save_figure, shared_range
+from freqbackdoor.paper.figures_section5 import smooth_trigger_figure
 from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])

@@ -2,15 +2,16 @@
 
 import numpy as np
 
+from freqbackdoor.detection.manipulation_batches import apply_manipulations
 from freqbackdoor.detection.manipulations import (
     MANIPULATIONS,
     ManipulationParams,
-    apply_manipulations,
     draw_parameters,
 )
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.paper.figures import manipulations_figure, save_figure
+from freqbackdoor.paper.figures import save_figure
+from freqbackdoor.paper.figures_section4 import manipulations_figure
 
 log = setup_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset

@@ -6,7 +6,8 @@ from freqbackdoor.io import atomic_path
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import load_paper_numbers, markdown
 from freqbackdoor.paper.detection_tables import figure6_comparison
-from freqbackdoor.paper.figures import save_figure, width_figure
+from freqbackdoor.paper.figures import save_figure
+from freqbackdoor.paper.figures_section4 import width_figure
 
 log = setup_logging(snakemake.log[0])
 frame = pd.concat([pd.read_csv(p) for p in snakemake.input], ignore_index=True)

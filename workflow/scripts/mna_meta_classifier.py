@@ -21,16 +21,15 @@ import torch
 from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import atomic_path, load_npy, write_json
 from freqbackdoor.logs import setup_logging
+from freqbackdoor.mna.evaluation import auc_summary
 from freqbackdoor.mna.meta import (
     MetaSettings,
-    auc_summary,
     meta_scores,
-    model_seed,
-    split_rows,
     train_meta_classifier,
 )
 from freqbackdoor.mna.mntd import channel_stats
-from freqbackdoor.models.groups import load_model_group_with_sidecar
+from freqbackdoor.mna.shadow_models import model_seed, split_rows
+from freqbackdoor.models.group_files import load_model_group_with_sidecar
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -18,7 +18,8 @@ import torch
 from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import load_npy, read_json, write_json
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.mna.meta import (
+from freqbackdoor.mna.mntd import MNTDTraining, append_poisoned_copies
+from freqbackdoor.mna.shadow_models import (
     algorithm1_trigger,
     draw_jumbo_trigger,
     draw_lowpass_trigger,
@@ -26,15 +27,11 @@ from freqbackdoor.mna.meta import (
     split_rows,
     uses_algorithm1,
 )
-from freqbackdoor.mna.mntd import MNTDTraining, append_poisoned_copies
 from freqbackdoor.models.classifier import build_model
-from freqbackdoor.models.groups import (
-    group_logits,
-    load_model_group_with_sidecar,
-    save_model_group,
-    train_model_group,
-)
+from freqbackdoor.models.group_files import load_model_group_with_sidecar, save_model_group
+from freqbackdoor.models.groups import train_model_group
 from freqbackdoor.models.poisoning import attack_success_rate
+from freqbackdoor.models.prediction import group_logits
 from freqbackdoor.triggers.registry import Trigger
 from freqbackdoor.triggers.smooth import SmoothSettings
 

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.paper.figures import mna_roc_figure, save_figure
+from freqbackdoor.paper.figures import save_figure
+from freqbackdoor.paper.figures_section5 import mna_roc_figure
 
 log = setup_logging(snakemake.log[0])
 fig = mna_roc_figure(

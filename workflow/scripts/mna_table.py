@@ -10,7 +10,7 @@ import pandas as pd
 from freqbackdoor.io import atomic_path, read_json
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import compare, load_paper_numbers, markdown
-from freqbackdoor.mna.meta import mna_rows, mna_table, paper_mna
+from freqbackdoor.mna.evaluation import mna_rows, mna_table, paper_mna
 
 log = setup_logging(snakemake.log[0])
 params, inputs = snakemake.params, snakemake.input

@@ -18,6 +18,7 @@ from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import atomic_path, load_npy, read_json, save_npz
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.metrics import decision_threshold
+from freqbackdoor.models.checkpoints import load_checkpoint, save_checkpoint
 from freqbackdoor.models.classifier import ReferenceCNN, build_model
 from freqbackdoor.models.poisoning import (
     filter_summary,
@@ -25,21 +26,16 @@ from freqbackdoor.models.poisoning import (
     poison_training_set,
     train_poisoned_model,
 )
-from freqbackdoor.models.training import (
-    TrainSettings,
-    load_checkpoint,
-    predict_logits,
-    save_checkpoint,
-)
+from freqbackdoor.models.prediction import predict_logits
+from freqbackdoor.models.training import TrainSettings
 from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
 params, wildcards = snakemake.params, snakemake.wildcards
 device = resolve_device(params.device)
-config = dict(params.settings)
-downsample = int(config.pop("downsample", 1))
-settings = TrainSettings.from_config({**config, "seed": params.seed})
+settings = TrainSettings.from_config(params.settings["training"])
+downsample = params.settings["model"]["downsample"]
 data_meta = read_json(snakemake.input.meta)
 trigger = Trigger.load(snakemake.input.trigger)
 x_train = load_npy(snakemake.input.x_train, mmap=False)
@@ -65,7 +61,9 @@ if params.filtered:
     threshold = decision_threshold(
         detector_meta, params.target_fpr, params.threshold, snakemake.input.detector_meta
     )
-    x_poisoned, _, rows = poison_training_set(x_train, y_train, trigger, params.share, params.seed)
+    x_poisoned, _, rows = poison_training_set(
+        x_train, y_train, trigger, params.share, settings.seed
+    )
     scores = detector_scores(detector, x_poisoned)
     keep = filter_training_set(scores, threshold)
     filtering = {
@@ -96,7 +94,7 @@ history, info = train_poisoned_model(
     y_test,
     x_triggered,
     device,
-    params.seed,
+    settings.seed,
     keep_rows=keep,
     progress=progress,
     log=log,

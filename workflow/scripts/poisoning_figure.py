@@ -4,7 +4,8 @@ import pandas as pd
 
 from freqbackdoor.io import read_json
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.paper.figures import poisoning_figure, save_figure
+from freqbackdoor.paper.figures import save_figure
+from freqbackdoor.paper.figures_section5 import poisoning_figure
 
 log = setup_logging(snakemake.log[0])
 histories = {

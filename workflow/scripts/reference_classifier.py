@@ -11,15 +11,16 @@ from freqbackdoor.errors import DataError
 from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.io import load_npy, read_json
 from freqbackdoor.logs import progress, setup_logging
+from freqbackdoor.models.checkpoints import save_checkpoint
 from freqbackdoor.models.classifier import ReferenceCNN, build_model
-from freqbackdoor.models.training import TrainSettings, accuracy, save_checkpoint, train_classifier
+from freqbackdoor.models.prediction import accuracy
+from freqbackdoor.models.training import TrainSettings, train_classifier
 
 log = setup_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset
 data_meta = read_json(snakemake.input.meta)
-config = dict(snakemake.params.settings)
-downsample = int(config.pop("downsample", 1))
-settings = TrainSettings.from_config({"seed": snakemake.params.seed, **config})
+settings = TrainSettings.from_config(snakemake.params.settings["training"])
+downsample = snakemake.params.settings["model"]["downsample"]
 device = resolve_device(snakemake.params.device)
 
 x_train = load_npy(snakemake.input.x_train)

@@ -5,7 +5,8 @@ from sklearn.metrics import roc_auc_score
 
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import roc_points
-from freqbackdoor.paper.figures import roc_figure, save_figure
+from freqbackdoor.paper.figures import save_figure
+from freqbackdoor.paper.figures_section4 import roc_figure
 
 log = setup_logging(snakemake.log[0])
 curves, aucs, fpr_at = {}, {}, None

@@ -25,7 +25,7 @@ from freqbackdoor.frequency.spectra import sample_indices
 from freqbackdoor.io import atomic_path, load_npy, save_npz
 from freqbackdoor.logs import setup_logging
 from freqbackdoor.metrics import decision_threshold
-from freqbackdoor.models.training import load_checkpoint
+from freqbackdoor.models.checkpoints import load_checkpoint
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

@@ -21,7 +21,7 @@ from freqbackdoor.detection.transfer import (
 from freqbackdoor.errors import ConfigError
 from freqbackdoor.io import atomic_path, load_npy, save_npz, sha256_array, write_json
 from freqbackdoor.logs import progress, setup_logging
-from freqbackdoor.models.training import load_checkpoint, save_checkpoint
+from freqbackdoor.models.checkpoints import load_checkpoint, save_checkpoint
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
@@ -55,7 +55,7 @@ log.info(
 if params.stage == "tuned":
     if budget == 0:
         raise ConfigError("a tuned transfer column needs transfer.budget >= 1")
-    settings = FineTuneSettings.from_config({**params.fine_tune, "seed": params.seed + repeat})
+    settings = FineTuneSettings.from_config(params.fine_tune)
     x_test = load_npy(snakemake.input.x_test, mmap=False)
     if x_test.shape[0] != n_test:
         raise ValueError(

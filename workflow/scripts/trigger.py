@@ -20,8 +20,9 @@ from freqbackdoor.frequency.dct import resolve_device
 from freqbackdoor.frequency.spectra import sample_indices
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import setup_logging
-from freqbackdoor.models.training import load_checkpoint
-from freqbackdoor.triggers.registry import TriggerContext, build_trigger, save_preview
+from freqbackdoor.models.checkpoints import load_checkpoint
+from freqbackdoor.triggers.images import save_preview
+from freqbackdoor.triggers.registry import TriggerContext, build_trigger
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job

@@ -18,7 +18,7 @@ from freqbackdoor.errors import ConfigError, DataError
 from freqbackdoor.io import load_npy
 from freqbackdoor.logs import progress, setup_logging
 from freqbackdoor.metrics import calibration_record
-from freqbackdoor.models.training import load_checkpoint, save_checkpoint
+from freqbackdoor.models.checkpoints import load_checkpoint, save_checkpoint
 from freqbackdoor.triggers.registry import Trigger
 
 log = setup_logging(snakemake.log[0])
@@ -44,7 +44,7 @@ except DataError as error:
         f"smooth.upgrade_samples (or datasets.{wildcards.dataset}.smooth.upgrade_samples) is "
         f"{params.samples}: {error}"
     ) from error
-settings = FineTuneSettings.from_config({**params.fine_tune, "seed": params.seed})
+settings = FineTuneSettings.from_config(params.fine_tune)
 log.info(
     "fine-tuning %s on %d clean + %d %s-patched images of %s: %s",
     snakemake.input.model,
