@@ -23,6 +23,8 @@ import torch
 import yaml
 
 from freqbackdoor import recipes as R
+from freqbackdoor.config import settings as resolve
+from freqbackdoor.detection.detector import DetectorSettings
 from freqbackdoor.detection.transfer import FineTuneSettings
 from freqbackdoor.errors import ConfigError
 from freqbackdoor.mna.mntd import MNTDTraining
@@ -187,44 +189,58 @@ def test_meta_classifier_recipe_learns(paper, photos):
 # --------------------------------------------------------------------------- resolution
 
 
-def _common_smk(config: dict) -> dict:
-    """The workflow's own helpers, ``rules/common.smk`` run with ``config`` (plain Python)."""
-    namespace = {"config": config}
-    source = (ROOT / "rules" / "common.smk").read_text()
-    exec(compile(source, "rules/common.smk", "exec"), namespace)
-    return namespace
+#: The training rules and the resolver each passes its job as ``params.settings`` (or
+#: ``fine_tune``/``training``): the same functions the recipes are built from.
+RULE_SETTINGS = {
+    "triggers.smk": ["resolve.reference_classifier(config, wc.dataset)"],
+    "detection.smk": ["resolve.detector(config, wc.dataset, wc.architecture)"],
+    "smooth.smk": [
+        "resolve.poisoned_model(config, wc.dataset)",
+        "resolve.smooth_upgrade(config, wc.dataset)",
+    ],
+    "transfer.smk": [
+        "resolve.transfer_detector(config, wc.source)",
+        "resolve.transfer_fine_tune(config, int(wc.repeat))",
+    ],
+    "mna.smk": ["resolve.mna_training(config)", "resolve.mna_search(config)"],
+}
+
+
+def test_training_rules_pass_the_resolved_settings():
+    """Each training rule hands its job the resolver's settings, not a merge of its own."""
+    for name, calls in RULE_SETTINGS.items():
+        text = " ".join((ROOT / "rules" / name).read_text().split())
+        for call in calls:
+            assert call in text, f"rules/{name} does not pass {call}"
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
 def test_recipes_resolve_as_the_workflow_does(name):
+    """Each recipe's settings object is the one its rule's job builds from the resolver."""
     config = _config(name)
-    smk = _common_smk(config)
-    for dataset in smk["DATASETS"]:
-        classifier = dict(smk["classifier_settings"](dataset))
-        downsample = classifier.pop("downsample", 1)
+    for dataset in config["datasets"]:
+        classifier = resolve.reference_classifier(config, dataset)
         ours = R.resolve_recipe(config, "reference_classifier", dataset)
-        assert ours.settings == TrainSettings.from_config(classifier)
-        assert ours.options["downsample"] == downsample
+        assert ours.settings == TrainSettings.from_config(classifier["training"])
+        assert ours.options["downsample"] == classifier["model"]["downsample"]
         detector = R.resolve_recipe(config, "detector", dataset).settings
-        assert detector.as_dict() == {**detector.as_dict(), **smk["detector_settings"](dataset)}
-    for dataset in smk["smooth_datasets"]():
-        poisoned = dict(smk["poisoned_model_settings"](dataset))
-        poisoned.pop("downsample", None)
+        assert detector == DetectorSettings.from_config(resolve.detector(config, dataset))
+    for dataset in config["smooth"]["datasets"]:
+        poisoned = resolve.poisoned_model(config, dataset)
         ours = R.resolve_recipe(config, "poisoned_model", dataset)
-        assert ours.settings == TrainSettings.from_config(poisoned)
-        assert ours.options["share"] == smk["smooth_spec"](dataset)["poison_share"]
+        assert ours.settings == TrainSettings.from_config(poisoned["training"])
+        spec = resolve.smooth_spec(config, dataset)
+        assert ours.options["share"] == spec["poison_share"]
         upgrade = R.resolve_recipe(config, "smooth_upgrade", dataset)
-        spec = smk["smooth_spec"](dataset)
         assert upgrade.settings == FineTuneSettings.from_config(
-            {**spec["fine_tune"], "seed": config["seed"]}
+            resolve.smooth_upgrade(config, dataset)
         )
-        assert upgrade.options["trigger_options"] == smk["trigger_options"](spec["lowpass_tune"])
+        lowpass = resolve.trigger_options(config, spec["lowpass_tune"])
+        assert upgrade.options["trigger_options"] == lowpass
     tune = R.resolve_recipe(config, "transfer_fine_tune")
-    assert tune.settings == FineTuneSettings.from_config(
-        {**smk["fine_tune_settings"](), "seed": config["seed"]}
-    )
-    for dataset in smk["mna_datasets"]():
-        training = MNTDTraining.from_config(smk["mna_training_settings"](dataset))
+    assert tune.settings == FineTuneSettings.from_config(resolve.transfer_fine_tune(config))
+    for dataset in config["mna"]["datasets"]:
+        training = MNTDTraining.from_config(resolve.mna_training(config))
         shares = (config["mna"]["shadow_share"], config["mna"]["target_share"], config["seed"])
         for name_, role in (("mna_shadow_model", "shadow"), ("mna_target_model", "target")):
             ours = R.resolve_recipe(config, name_, dataset)

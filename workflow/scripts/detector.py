@@ -16,7 +16,7 @@ log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # the cores Snakemake gave this job
 name, domain = snakemake.params.name, snakemake.params.domain
 settings = DetectorSettings.from_config(snakemake.params.settings)
-params = ManipulationParams(**snakemake.params.manipulations)
+params = ManipulationParams.from_config(snakemake.params.manipulations)
 paths = snakemake.input.x_train
 paths = [paths] if isinstance(paths, str) else list(paths)
 x_train = (

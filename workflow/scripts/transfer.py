@@ -66,7 +66,7 @@ if params.stage == "tuned":
         model,
         x_test[tune],
         settings,
-        ManipulationParams(**params.manipulations),
+        ManipulationParams.from_config(params.manipulations),
         progress=progress,
         log=log,
     )

@@ -18,7 +18,7 @@ frame = width_point(
     width,
     settings,
     {name: params.trigger_options.get(name, {}) for name in params.attacks},
-    ManipulationParams(**params.manipulations),
+    ManipulationParams.from_config(params.manipulations),
     threshold=params.threshold,
     n_boot=params.bootstrap,
     device=params.device,
