@@ -4,19 +4,9 @@
 into manipulated images, vectorised over each kind's group of samples, in chunks that bound the
 memory; :func:`apply_manipulations_loop` does the same one image at a time, the plain way (the
 test oracle and the benchmark baseline); :func:`manipulate` draws and applies in one call. Both
-paths give bit-identical images (what the draw holds is described in
-:mod:`freqbackdoor.detection.manipulations`):
-
-- the Gaussian noise is not stored (at 224 px it would be 600 kB a sample). The draw holds one
-  ``noise_seed``; the noise images, one per ``gaussian_noise`` sample in increasing sample
-  order, are consecutive ``float32`` standard normals of ``default_rng(noise_seed)``. The
-  vectorised path draws them for the whole group (in chunks), the loop draws one image's worth
-  per sample; NumPy's ``standard_normal`` yields the same stream whichever way the request is
-  split (checked by the tests), so both see the same values;
-- all arithmetic is float32 on the 0..255 scale in the same order in both paths, then
-  ``np.rint`` and a clip to 0..255, so results match bit for bit. The shadow's rasteriser
-  (integer arithmetic) and colour conversion (elementwise float32) give every polygon and pixel
-  the same result whether it is processed alone or with others.
+paths give bit-identical images: the draw holds the Gaussian noise's seed, not the noise, and
+all arithmetic is float32 in the same order in both (the full account is in
+:mod:`freqbackdoor.detection.manipulations`).
 """
 
 from __future__ import annotations
