@@ -5,7 +5,6 @@ import pytest
 
 from freqbackdoor.detection.manipulations import MANIPULATIONS
 from freqbackdoor.paper.figures import (
-    display_name,
     image_log_spectrum,
     pair_comparison_figure,
     save_figure,
@@ -14,6 +13,7 @@ from freqbackdoor.paper.figures import (
     trigger_examples_figure,
 )
 from freqbackdoor.paper.figures_section4 import manipulations_figure
+from freqbackdoor.triggers.names import display_name
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import torch
 from ..config.options import ConfigSettings
 from ..errors import ConfigError, DataError
 from ..models.training import autocast_dtype, make_optimizer, optimizer_checks, seeded
-from ..paper.figures import display_name
+from ..triggers.names import display_name
 from .detector import (
     OPTIMIZERS,
     Detector,

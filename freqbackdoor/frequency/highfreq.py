@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import load_npy
+from ..triggers.names import display_name
 from .spectra import sample_indices
 
 log = logging.getLogger(__name__)
@@ -258,10 +259,6 @@ def format_table(table: pd.DataFrame, digits: int = 2, confidence: float = 0.95)
 
     Attack names use the paper's spelling; the ratio and its interval share one column.
     """
-    from ..paper.figures import (
-        display_name,  # figures imports matplotlib; keep it out of the import
-    )
-
     level = f"{confidence * 100:g}%"
     return pd.DataFrame(
         {

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import paired_difference, roc_auc
-from .figures import display_name
+from ..triggers.names import display_name
 
 PERCENT_COLUMNS = ("acc", "bdr", "fpr")
 

@@ -1,7 +1,7 @@
 """Figures of the paper, drawn with matplotlib/seaborn and written as PNG and PDF: the shared parts
 and Section 3's figures.
 
-Shared by every figure module: the paper's trigger names (:func:`display_name`),
+Shared by every figure module: the paper's trigger names (:func:`~freqbackdoor.triggers.names.display_name`),
 :func:`save_figure` (no creation date in the files, so the same figure gives the same bytes
 run after run), one image's log spectrum, the display of a trigger difference, the shared
 colour range and the panel helpers (:func:`show_image`, :func:`show_spectrum`,
@@ -27,25 +27,7 @@ import seaborn as sns  # noqa: E402
 from ..frequency.dct import dct2  # noqa: E402
 from ..frequency.spectra import log_spectrum  # noqa: E402
 from ..io import atomic_path  # noqa: E402
-
-LABELS = {
-    "clean": "Clean",
-    "badnets": "BadNets",
-    "blend": "Blend",
-    "trojan_sq": "Troj-SQ",
-    "trojan_wm": "Troj-WM",
-    "nature": "Nature",
-    "l2_inv": "l2 inv",
-    "l0_inv": "l0 inv",
-    "gan_tri": "GAN-Tri",
-    "smooth": "Smooth",
-}
-
-
-def display_name(name: str) -> str:
-    """The paper's spelling of a trigger name (``trojan_wm`` -> ``Troj-WM``)."""
-    return LABELS.get(name, name)
-
+from ..triggers.names import display_name
 
 # no creation time in the files, so the same figure gives the same bytes run after run
 _NO_DATE = {"png": {}, "pdf": {"CreationDate": None}}

@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..triggers.names import display_name  # noqa: E402
 from .figures import (  # noqa: E402
     add_colorbar,
-    display_name,
     image_log_spectrum,
     shared_range,
     show_image,
