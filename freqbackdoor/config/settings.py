@@ -13,7 +13,8 @@ Layers, later ones winning (each function's docstring names its keys):
   ``.smooth``);
 - a stage's override (Table 5's ablation epochs, ``smooth.poisoned_model`` over the reference
   classifier's recipe, ``transfer.combined_detector``);
-- the config's ``seed``, set exactly once, last (a transfer repeat adds its index to it).
+- the config's ``seed``, set exactly once, last, by :func:`with_config_seed` (a transfer
+  repeat adds its index).
 
 Model-shape options are not training settings: a classifier's ``downsample`` (a stride-2 first
 convolution for large images) is given in the same config block as its recipe but resolved
@@ -79,7 +80,9 @@ def check_dataset(config: Mapping[str, Any], dataset: str, what: str) -> None:
         )
 
 
-def seeded(mapping: Mapping[str, Any], config: Mapping[str, Any], offset: int = 0) -> dict:
+def with_config_seed(
+    mapping: Mapping[str, Any], config: Mapping[str, Any], offset: int = 0
+) -> dict:
     """``mapping`` with the config's ``seed`` (plus ``offset``) as its ``seed``: the one place
     a seed enters a stage's settings."""
     return {**mapping, "seed": int(config["seed"]) + offset}
@@ -120,7 +123,7 @@ def reference_classifier(config: Mapping[str, Any], dataset: str) -> dict[str, d
     """Table 8's reference classifier on ``dataset``: ``reference_classifier``, then
     ``datasets.<dataset>.reference_classifier``, then the seed; ``{"training", "model"}``."""
     merged, _ = reference_classifier_layers(config, dataset)
-    return split_classifier_block(seeded(merged, config))
+    return split_classifier_block(with_config_seed(merged, config))
 
 
 def poisoned_model(config: Mapping[str, Any], dataset: str) -> dict[str, dict[str, Any]]:
@@ -128,7 +131,7 @@ def poisoned_model(config: Mapping[str, Any], dataset: str) -> dict[str, dict[st
     ``smooth.poisoned_model`` or ``datasets.<dataset>.smooth.poisoned_model``, then the seed."""
     merged, _ = reference_classifier_layers(config, dataset)
     overrides = smooth_spec(config, dataset)["poisoned_model"]
-    return split_classifier_block(seeded({**merged, **overrides}, config))
+    return split_classifier_block(with_config_seed({**merged, **overrides}, config))
 
 
 # --------------------------------------------------------------------------- detectors
@@ -153,7 +156,7 @@ def detector(config: Mapping[str, Any], dataset: str, architecture: str | None =
     ``datasets.<dataset>.detector``, then (for a Table 5 ablation ``architecture``) its
     ``table5.epochs``, then the seed."""
     merged, _ = detector_layers(config, dataset, architecture)
-    return seeded(merged, config)
+    return with_config_seed(merged, config)
 
 
 def default_architecture(config: Mapping[str, Any], dataset: str) -> str:
@@ -167,19 +170,19 @@ def transfer_detector(config: Mapping[str, Any], source: str) -> dict[str, Any]:
     if "+" not in source:
         return detector(config, source)
     overrides = config["transfer"].get("combined_detector", {})
-    return seeded({**config["detector"], **overrides}, config)
+    return with_config_seed({**config["detector"], **overrides}, config)
 
 
 def transfer_fine_tune(config: Mapping[str, Any], repeat: int = 0) -> dict[str, Any]:
     """Section 4.3's fine-tuning: ``transfer.fine_tune``, seeded with the config's seed plus
     the ``repeat`` index (each repeat draws its own tuning images and minibatches)."""
-    return seeded(config["transfer"]["fine_tune"], config, offset=int(repeat))
+    return with_config_seed(config["transfer"]["fine_tune"], config, offset=int(repeat))
 
 
 def smooth_upgrade(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     """Section 5.4's detector upgrade: ``smooth.fine_tune`` or
     ``datasets.<dataset>.smooth.fine_tune``, then the seed."""
-    return seeded(smooth_spec(config, dataset)["fine_tune"], config)
+    return with_config_seed(smooth_spec(config, dataset)["fine_tune"], config)
 
 
 # --------------------------------------------------------------------------- triggers, Section 5
